@@ -1,0 +1,36 @@
+"""Scorers behind one batch interface, and a registry to build them by name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from recsys.errors import ConfigError
+from recsys.scorers.als import ALSConfig, ALSScorer
+from recsys.scorers.base import Scorer
+from recsys.scorers.bpr import BPRConfig, BPRScorer
+from recsys.scorers.covisit import CovisitConfig, CovisitScorer
+from recsys.scorers.popularity import PopularityConfig, PopularityScorer
+from recsys.scorers.text import TextScorer, TextScorerConfig
+
+SCORERS: dict[str, type[Scorer]] = {
+    "popularity": PopularityScorer,
+    "covisit": CovisitScorer,
+    "als": ALSScorer,
+    "bpr": BPRScorer,
+    "text": TextScorer,
+}
+
+
+def build_scorer(name: str, options: Mapping[str, Any] | None = None) -> Scorer:
+    """A scorer by registry name, configured from ``options`` (unknown keys are refused)."""
+    cls = SCORERS.get(name)
+    if cls is None:
+        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(SCORERS)}")
+    return cls(**dict(options or {}))
+
+
+__all__ = [
+    "SCORERS", "ALSConfig", "ALSScorer", "BPRConfig", "BPRScorer", "CovisitConfig", "CovisitScorer",
+    "PopularityConfig", "PopularityScorer", "Scorer", "TextScorer", "TextScorerConfig", "build_scorer",
+]

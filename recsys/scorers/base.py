@@ -1,0 +1,78 @@
+"""The scorer contract: ``fit`` on training data, then ``score`` users over items, in batches.
+
+Users and items are vocabulary row numbers (see ``recsys.data.vocab``). ``score`` returns a fresh
+float32 array of shape (len(users), n_items) — or (len(users), len(items)) when ``items`` is given —
+that the caller may modify. Higher is better; ties are broken by the caller, by item row.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from recsys.data.train_data import TrainData
+from recsys.errors import NotFittedError
+
+
+class Scorer(ABC):
+    """Base class of every scorer."""
+
+    name: ClassVar[str]
+    config: Any
+
+    def __init__(self) -> None:
+        self._data: TrainData | None = None
+
+    @abstractmethod
+    def fit(self, data: TrainData) -> Scorer:
+        """Learn from ``data``; returns ``self``."""
+
+    @abstractmethod
+    def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
+        """Scores for row-number arrays, already checked."""
+
+    @property
+    def data(self) -> TrainData:
+        if self._data is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(train_data) first")
+        return self._data
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        data = self.data
+        users = np.asarray(users, dtype=np.int64)
+        if users.ndim != 1:
+            raise ValueError(f"users must be a 1-d array of row numbers, got shape {users.shape}")
+        if len(users) and (users.min() < 0 or users.max() >= data.n_users):
+            raise IndexError(f"user rows must be in [0, {data.n_users}); map ids through data.users first")
+        if items is not None:
+            items = np.asarray(items, dtype=np.int64)
+            if len(items) and (items.min() < 0 or items.max() >= data.n_items):
+                raise IndexError(f"item rows must be in [0, {data.n_items})")
+        out = self._score(users, items)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        """Name and configuration, for results and artifacts."""
+        from dataclasses import asdict, is_dataclass
+
+        cfg = asdict(self.config) if is_dataclass(self.config) else {}
+        return {"name": self.name, "config": cfg}
+
+
+def recency_weights(data: TrainData, users: np.ndarray, n_recent: int, decay: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The last ``n_recent`` items of each user with weights ``decay**k`` (k = 0 for the newest).
+
+    Returns (row in ``users``, item row, weight) triplets, for building sparse profiles.
+    """
+    rows, cols, vals = [], [], []
+    for r, u in enumerate(users):
+        hist = data.history(int(u))[-n_recent:][::-1]  # newest first
+        rows.append(np.full(len(hist), r))
+        cols.append(hist)
+        vals.append(decay ** np.arange(len(hist)))
+    if not rows:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals).astype(np.float32)

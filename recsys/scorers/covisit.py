@@ -1,0 +1,89 @@
+"""Co-visitation: what users met right after (and near) the items a user met last.
+
+Two sparse item × item matrices from the training histories: transitions (item → the next item)
+and, optionally, co-occurrence within a window of positions, in both directions. A user's score is
+a recency-weighted sum of the rows of their last ``n_recent`` items: weight ``decay**k`` for the
+k-th newest. Scoring is a sparse profile × sparse matrix product per batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.config import make_config
+from recsys.data.train_data import TrainData
+from recsys.errors import ConfigError
+from recsys.scorers.base import Scorer, recency_weights
+
+
+@dataclass(frozen=True)
+class CovisitConfig:
+    n_recent: int = 5
+    decay: float = 0.5
+    transition_weight: float = 1.0
+    cooccurrence_weight: float = 0.0
+    window: int = 3  # co-occurrence: pairs at most this many positions apart
+    normalize: bool = False  # divide each row by its total, turning counts into next-item rates
+
+    def __post_init__(self) -> None:
+        if self.n_recent < 1 or self.window < 1:
+            raise ConfigError("covisit: n_recent and window must be at least 1")
+        if not 0.0 < self.decay <= 1.0:
+            raise ConfigError("covisit: decay must be in (0, 1]")
+
+
+def transition_pairs(data: TrainData, max_gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All (earlier item, later item, gap) pairs at most ``max_gap`` positions apart within a user."""
+    seq, indptr = data.seq_items, data.seq_indptr
+    user_of = np.repeat(np.arange(data.n_users), np.diff(indptr))
+    src, dst, gaps = [], [], []
+    for gap in range(1, max_gap + 1):
+        same = user_of[:-gap] == user_of[gap:]
+        src.append(seq[:-gap][same])
+        dst.append(seq[gap:][same])
+        gaps.append(np.full(int(same.sum()), gap))
+    return np.concatenate(src), np.concatenate(dst), np.concatenate(gaps)
+
+
+class CovisitScorer(Scorer):
+    name = "covisit"
+
+    def __init__(self, config: CovisitConfig | None = None, **options: Any) -> None:
+        super().__init__()
+        self.config = make_config(CovisitConfig, config, options)
+        self.matrix = sp.csr_matrix((0, 0), dtype=np.float32)
+
+    def fit(self, data: TrainData) -> CovisitScorer:
+        cfg, n = self.config, data.n_items
+        max_gap = cfg.window if cfg.cooccurrence_weight else 1
+        src, dst, gap = transition_pairs(data, max_gap)
+        nxt = gap == 1
+        trans = sp.csr_matrix((np.ones(int(nxt.sum()), np.float32), (src[nxt], dst[nxt])), shape=(n, n))
+        matrix = cfg.transition_weight * trans
+        if cfg.cooccurrence_weight:
+            both_src, both_dst = np.concatenate([src, dst]), np.concatenate([dst, src])
+            w = np.concatenate([1.0 / gap, 1.0 / gap]).astype(np.float32)  # nearer pairs count more
+            cooc = sp.csr_matrix((w, (both_src, both_dst)), shape=(n, n))
+            cooc.setdiag(0)
+            matrix = matrix + cfg.cooccurrence_weight * cooc
+        matrix = sp.csr_matrix(matrix, dtype=np.float32)
+        if cfg.normalize:
+            totals = np.asarray(matrix.sum(axis=1)).ravel()
+            matrix = sp.diags(1.0 / np.maximum(totals, 1e-12)).astype(np.float32) @ matrix
+        matrix.eliminate_zeros()
+        self.matrix = matrix.tocsr()
+        self._data = data
+        return self
+
+    def profiles(self, users: np.ndarray) -> sp.csr_matrix:
+        """Recency-weighted indicator rows of the users' last items: (len(users), n_items)."""
+        rows, cols, vals = recency_weights(self.data, users, self.config.n_recent, self.config.decay)
+        return sp.csr_matrix((vals, (rows, cols)), shape=(len(users), self.data.n_items))
+
+    def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
+        matrix = self.matrix if items is None else self.matrix[:, items]
+        return (self.profiles(users) @ matrix).toarray()

