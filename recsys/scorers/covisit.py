@@ -28,6 +28,9 @@ class CovisitConfig:
     cooccurrence_weight: float = 0.0
     window: int = 3  # co-occurrence: pairs at most this many positions apart
     normalize: bool = False  # divide each row by its total, turning counts into next-item rates
+    # Break ties (most often: items no recent item leads to, all at 0) by popularity, so the tail of
+    # the list is the most popular items rather than the lowest item rows.
+    popularity_tiebreak: bool = True
 
     def __post_init__(self) -> None:
         if self.n_recent < 1 or self.window < 1:
@@ -56,6 +59,7 @@ class CovisitScorer(Scorer):
         super().__init__()
         self.config = make_config(CovisitConfig, config, options)
         self.matrix = sp.csr_matrix((0, 0), dtype=np.float32)
+        self.tiebreak: np.ndarray | None = None
 
     def fit(self, data: TrainData) -> CovisitScorer:
         cfg, n = self.config, data.n_items
@@ -76,6 +80,10 @@ class CovisitScorer(Scorer):
             matrix = sp.diags(1.0 / np.maximum(totals, 1e-12)).astype(np.float32) @ matrix
         matrix.eliminate_zeros()
         self.matrix = matrix.tocsr()
+        pop = data.item_counts.astype(np.float32)
+        # Scaled far below one count (the smallest step between co-visitation scores of 1, 0.5, ...):
+        # it reorders only equal scores.
+        self.tiebreak = (1e-6 * pop / max(float(pop.max()), 1.0)) if cfg.popularity_tiebreak else None
         self._data = data
         return self
 
@@ -86,4 +94,7 @@ class CovisitScorer(Scorer):
 
     def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
         matrix = self.matrix if items is None else self.matrix[:, items]
-        return (self.profiles(users) @ matrix).toarray()
+        scores = (self.profiles(users) @ matrix).toarray()
+        if self.tiebreak is not None:
+            scores += self.tiebreak if items is None else self.tiebreak[items]
+        return scores
