@@ -6,10 +6,11 @@ Also reads TOML files and ``section.key=value`` overrides given on the command l
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
+
+import tomllib
 
 from recsys.errors import ConfigError
 

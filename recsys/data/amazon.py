@@ -42,16 +42,20 @@ def verify_checksums(folder: Path) -> dict[str, str]:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
         if h.hexdigest() != digest:
-            raise DataError(f"checksum mismatch (expected {digest[:12]}…, got {h.hexdigest()[:12]}…): "
-                            "the file is corrupt or not the published version", file=path)
+            raise DataError(
+                f"checksum mismatch (expected {digest[:12]}…, got {h.hexdigest()[:12]}…): "
+                "the file is corrupt or not the published version",
+                file=path,
+            )
     return expected
 
 
 def _read_tsv(path: Path, names: list[str], header: bool) -> pl.DataFrame:
     if not path.exists():
         raise DataError("file missing from the dataset folder", file=path)
-    lf = pl.scan_csv(path, separator="\t", has_header=header, new_columns=names, quote_char=None,
-                     infer_schema=False)
+    lf = pl.scan_csv(
+        path, separator="\t", has_header=header, new_columns=names, quote_char=None, infer_schema=False
+    )
     return collect(lf, path)
 
 
@@ -81,10 +85,15 @@ def load_amazon_scientific(folder: str | Path, *, verify: bool = True) -> Datase
     )
     if items["text"].null_count():
         missing = items.filter(pl.col("text").is_null())
-        raise DataError(f"{missing.height} indexed item(s) have no text", file=folder / f"{PREFIX}.text",
-                        column="item_id", rows=missing.head(5).to_dicts())
-    items = validate_items(items.select("item_id", "text", *_split_text(pl.col("text"))),
-                           folder / f"{PREFIX}.item2index")
+        raise DataError(
+            f"{missing.height} indexed item(s) have no text",
+            file=folder / f"{PREFIX}.text",
+            column="item_id",
+            rows=missing.head(5).to_dicts(),
+        )
+    items = validate_items(
+        items.select("item_id", "text", *_split_text(pl.col("text"))), folder / f"{PREFIX}.item2index"
+    )
     inter = {
         part: _read_tsv(folder / f"{PREFIX}.{part}.inter", ["user", "history", "target"], header=True)
         for part in ("train", "valid", "test")
@@ -94,55 +103,83 @@ def load_amazon_scientific(folder: str | Path, *, verify: bool = True) -> Datase
     item_ids = items["item_id"]
     interactions = (
         sequences.join(users, left_on="user", right_on="index", how="left")
-        .join(items.select("item_id").with_row_index("item").with_columns(pl.col("item").cast(pl.Int64)),
-              on="item", how="left")
+        .join(
+            items.select("item_id").with_row_index("item").with_columns(pl.col("item").cast(pl.Int64)),
+            on="item",
+            how="left",
+        )
         .select("user_id", "item_id", "position")
     )
     if interactions["user_id"].null_count():
-        raise DataError("interactions name user indices missing from user2index",
-                        file=folder / f"{PREFIX}.user2index")
+        raise DataError(
+            "interactions name user indices missing from user2index", file=folder / f"{PREFIX}.user2index"
+        )
     interactions = validate_interactions(interactions, folder, item_ids=item_ids)
-    return Dataset(name="amazon-scientific", items=items, interactions=interactions,
-                   source={"folder": str(folder), "checksums_verified": bool(checksums)})
+    return Dataset(
+        name="amazon-scientific",
+        items=items,
+        interactions=interactions,
+        source={"folder": str(folder), "checksums_verified": bool(checksums)},
+    )
 
 
 def _rebuild_sequences(inter: dict[str, pl.DataFrame], folder: Path) -> pl.DataFrame:
     """Each user's full item sequence (user, position, item) from the prefix rows, verified."""
-    train = inter["train"].with_columns(
-        pl.col("user").cast(pl.Int64), pl.col("target").cast(pl.Int64),
-        pl.col("history").str.split(" ").cast(pl.List(pl.Int64)),
-    ).with_row_index("row")
+    train = (
+        inter["train"]
+        .with_columns(
+            pl.col("user").cast(pl.Int64),
+            pl.col("target").cast(pl.Int64),
+            pl.col("history").str.split(" ").cast(pl.List(pl.Int64)),
+        )
+        .with_row_index("row")
+    )
     # The shortest prefix starts the sequence; the targets of all prefixes, in the order the prefixes
     # grow (file order reversed), continue it. Lengths plateau at the cap, so order by row, not length.
     first = (
-        train.sort("row", descending=True).group_by("user", maintain_order=True).first()
+        train.sort("row", descending=True)
+        .group_by("user", maintain_order=True)
+        .first()
         .select("user", pl.col("history").alias("items"))
     )
     followers = (
-        train.sort("row", descending=True).group_by("user", maintain_order=True)
+        train.sort("row", descending=True)
+        .group_by("user", maintain_order=True)
         .agg(pl.col("target").alias("next"))
     )
     held = {
-        part: inter[part].select(pl.col("user").cast(pl.Int64), pl.col("target").cast(pl.Int64).alias(part),
-                                 pl.col("history").str.split(" ").cast(pl.List(pl.Int64)).alias(f"{part}_h"))
+        part: inter[part].select(
+            pl.col("user").cast(pl.Int64),
+            pl.col("target").cast(pl.Int64).alias(part),
+            pl.col("history").str.split(" ").cast(pl.List(pl.Int64)).alias(f"{part}_h"),
+        )
         for part in ("valid", "test")
     }
     seqs = (
-        first.join(followers, on="user").join(held["valid"], on="user").join(held["test"], on="user")
+        first.join(followers, on="user")
+        .join(held["valid"], on="user")
+        .join(held["test"], on="user")
         .with_columns(seq=pl.concat_list("items", "next", pl.col("valid"), pl.col("test")))
     )
     if seqs.height != held["test"].height:
-        raise DataError(f"{held['test'].height - seqs.height} test user(s) have no training prefixes",
-                        file=folder / f"{PREFIX}.train.inter")
+        raise DataError(
+            f"{held['test'].height - seqs.height} test user(s) have no training prefixes",
+            file=folder / f"{PREFIX}.train.inter",
+        )
     # Check: the validation and test rows must be the sequence's last two steps (histories cut at 50).
     check = seqs.with_columns(
-        ok_test=pl.col("seq").list.head(pl.col("seq").list.len() - 1).list.tail(HISTORY_CAP) == pl.col("test_h"),
-        ok_valid=pl.col("seq").list.head(pl.col("seq").list.len() - 2).list.tail(HISTORY_CAP) == pl.col("valid_h"),
+        ok_test=pl.col("seq").list.head(pl.col("seq").list.len() - 1).list.tail(HISTORY_CAP)
+        == pl.col("test_h"),
+        ok_valid=pl.col("seq").list.head(pl.col("seq").list.len() - 2).list.tail(HISTORY_CAP)
+        == pl.col("valid_h"),
     )
     bad = check.filter(~pl.col("ok_test") | ~pl.col("ok_valid"))
     if bad.height:
-        raise DataError(f"{bad.height} user(s)' validation/test rows do not continue their training prefixes",
-                        file=folder / f"{PREFIX}.test.inter", rows=bad.select("user").to_series().to_list())
+        raise DataError(
+            f"{bad.height} user(s)' validation/test rows do not continue their training prefixes",
+            file=folder / f"{PREFIX}.test.inter",
+            rows=bad.select("user").to_series().to_list(),
+        )
     return (
         seqs.select("user", pl.col("seq").alias("item"))
         .explode("item")

@@ -62,8 +62,12 @@ def item_texts(items: pl.DataFrame) -> list[str]:
     """One text per catalogue row, in catalogue order, for the text encoder."""
     if "text" in items.columns:
         fallback_fields = tuple(f for f in TEXT_FIELDS if f in items.columns and f != "text")
-        expr = pl.when(pl.col("text").fill_null("").str.strip_chars() != "").then(pl.col("text"))
-        expr = expr.otherwise(item_text_expr(fallback_fields) if fallback_fields else pl.lit(""))
+        fallback = item_text_expr(fallback_fields) if fallback_fields else pl.lit("")
+        expr = (
+            pl.when(pl.col("text").fill_null("").str.strip_chars() != "")
+            .then(pl.col("text"))
+            .otherwise(fallback)
+        )
         return items.select(expr.str.strip_chars().alias("t"))["t"].to_list()
     fields = tuple(f for f in TEXT_FIELDS if f in items.columns)
     return items.select(item_text_expr(fields))["item_text"].to_list()

@@ -15,6 +15,7 @@ from recsys.data.dataset import Dataset
 from recsys.data.schema import (
     INTERACTION_COLUMNS,
     ITEM_COLUMNS,
+    TimeUnit,
     UnknownItems,
     apply_mapping,
     validate_interactions,
@@ -22,8 +23,15 @@ from recsys.data.schema import (
 )
 from recsys.errors import DataError
 
-FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
-           ".ndjson": "jsonl", ".json": "jsonl"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
 
 
 def scan_table(path: str | Path, *, fmt: str | None = None) -> pl.LazyFrame:
@@ -37,8 +45,9 @@ def scan_table(path: str | Path, *, fmt: str | None = None) -> pl.LazyFrame:
         raise DataError("file is empty (0 bytes)", file=path)
     kind = fmt or FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise DataError(f"unknown file type {path.suffix!r}; use one of {sorted(FORMATS)} or pass the format",
-                        file=path)
+        raise DataError(
+            f"unknown file type {path.suffix!r}; use one of {sorted(FORMATS)} or pass the format", file=path
+        )
     try:
         if kind == "csv":
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -53,8 +62,9 @@ def scan_table(path: str | Path, *, fmt: str | None = None) -> pl.LazyFrame:
     raise DataError(f"unknown format {kind!r}; use csv, parquet or jsonl", file=path)
 
 
-def read_items(path: str | Path, *, columns: Mapping[str, str] | None = None,
-               fmt: str | None = None) -> pl.DataFrame:
+def read_items(
+    path: str | Path, *, columns: Mapping[str, str] | None = None, fmt: str | None = None
+) -> pl.DataFrame:
     """Read and validate an items file; ``columns`` maps canonical names to the file's."""
     lf = apply_mapping(scan_table(path, fmt=fmt), columns, path, ITEM_COLUMNS)
     return validate_items(lf, path)
@@ -67,13 +77,16 @@ def read_interactions(
     fmt: str | None = None,
     items: pl.DataFrame | None = None,
     unknown_items: UnknownItems = "error",
-    timestamp_unit: str = "s",
+    timestamp_unit: TimeUnit = "s",
 ) -> pl.DataFrame:
     """Read and validate an interactions file against an optional catalogue ``items``."""
     lf = apply_mapping(scan_table(path, fmt=fmt), columns, path, INTERACTION_COLUMNS)
     return validate_interactions(
-        lf, path, item_ids=items["item_id"] if items is not None else None,
-        unknown_items=unknown_items, timestamp_unit=timestamp_unit,
+        lf,
+        path,
+        item_ids=items["item_id"] if items is not None else None,
+        unknown_items=unknown_items,
+        timestamp_unit=timestamp_unit,
     )
 
 
@@ -84,13 +97,18 @@ def load_files(
     item_columns: Mapping[str, str] | None = None,
     interaction_columns: Mapping[str, str] | None = None,
     unknown_items: UnknownItems = "error",
-    timestamp_unit: str = "s",
+    timestamp_unit: TimeUnit = "s",
     name: str | None = None,
 ) -> Dataset:
     """A ``Dataset`` from an items file and an interactions file."""
     items = read_items(items_path, columns=item_columns)
-    interactions = read_interactions(interactions_path, columns=interaction_columns, items=items,
-                                     unknown_items=unknown_items, timestamp_unit=timestamp_unit)
+    interactions = read_interactions(
+        interactions_path,
+        columns=interaction_columns,
+        items=items,
+        unknown_items=unknown_items,
+        timestamp_unit=timestamp_unit,
+    )
     return Dataset(
         name=name or Path(interactions_path).stem,
         items=items,

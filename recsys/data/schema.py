@@ -43,8 +43,9 @@ def collect(lf: pl.LazyFrame | pl.DataFrame, source: str | Path | None) -> pl.Da
         raise DataError(f"could not read the file ({type(exc).__name__}: {first})", file=source) from None
 
 
-def apply_mapping(lf: pl.LazyFrame, mapping: Mapping[str, str] | None, source: str | Path | None,
-                  allowed: tuple[str, ...]) -> pl.LazyFrame:
+def apply_mapping(
+    lf: pl.LazyFrame, mapping: Mapping[str, str] | None, source: str | Path | None, allowed: tuple[str, ...]
+) -> pl.LazyFrame:
     """Rename the user's columns to canonical names: ``mapping`` is ``{canonical: their_column}``."""
     if not mapping:
         return lf
@@ -60,7 +61,8 @@ def apply_mapping(lf: pl.LazyFrame, mapping: Mapping[str, str] | None, source: s
         canon, theirs = next(iter(missing.items()))
         raise DataError(
             f"the column mapping asks for {theirs!r} (as {canon!r}) but the file has only {sorted(present)}",
-            file=source, column=theirs,
+            file=source,
+            column=theirs,
         )
     return lf.rename({theirs: canon for canon, theirs in mapping.items() if theirs != canon})
 
@@ -71,7 +73,8 @@ def _require(df: pl.DataFrame, columns: tuple[str, ...], source: str | Path | No
         raise DataError(
             f"{what} need the column(s) {missing}; the file has {df.columns}. "
             "Pass a column mapping (e.g. --map user_id=customer) if they are named differently.",
-            file=source, column=missing[0],
+            file=source,
+            column=missing[0],
         )
     if df.height == 0:
         raise DataError(f"{what} file is empty (no rows)", file=source)
@@ -80,13 +83,21 @@ def _require(df: pl.DataFrame, columns: tuple[str, ...], source: str | Path | No
 def _id_column(df: pl.DataFrame, column: str, source: str | Path | None) -> pl.DataFrame:
     dtype = df.schema[column]
     if not (dtype == pl.String or dtype.is_integer()):
-        raise DataError(f"ids must be strings or integers, found {dtype}", file=source, column=column,
-                        rows=df.select(column).head(_SHOW).to_series().to_list())
+        raise DataError(
+            f"ids must be strings or integers, found {dtype}",
+            file=source,
+            column=column,
+            rows=df.select(column).head(_SHOW).to_series().to_list(),
+        )
     df = df.with_columns(pl.col(column).cast(pl.String).str.strip_chars())
     bad = df.with_row_index("row").filter(pl.col(column).is_null() | (pl.col(column) == ""))
     if bad.height:
-        raise DataError(f"{bad.height} row(s) have a null or empty id", file=source, column=column,
-                        rows=bad.head(_SHOW).to_dicts())
+        raise DataError(
+            f"{bad.height} row(s) have a null or empty id",
+            file=source,
+            column=column,
+            rows=bad.head(_SHOW).to_dicts(),
+        )
     return df
 
 
@@ -97,12 +108,17 @@ def validate_items(frame: pl.LazyFrame | pl.DataFrame, source: str | Path | None
     df = _id_column(df, ITEM_ID, source)
     dup = df.filter(pl.col(ITEM_ID).is_duplicated())
     if dup.height:
-        raise DataError(f"{dup[ITEM_ID].n_unique()} item id(s) appear more than once", file=source,
-                        column=ITEM_ID, rows=dup.head(_SHOW).to_dicts())
+        raise DataError(
+            f"{dup[ITEM_ID].n_unique()} item id(s) appear more than once",
+            file=source,
+            column=ITEM_ID,
+            rows=dup.head(_SHOW).to_dicts(),
+        )
     text_cols = [c for c in TEXT_FIELDS if c in df.columns]
     if not text_cols:
-        raise DataError(f"items need at least one text field of {list(TEXT_FIELDS)}; found {df.columns}",
-                        file=source)
+        raise DataError(
+            f"items need at least one text field of {list(TEXT_FIELDS)}; found {df.columns}", file=source
+        )
     for col in text_cols:
         dtype = df.schema[col]
         if dtype.is_nested():
@@ -111,7 +127,10 @@ def validate_items(frame: pl.LazyFrame | pl.DataFrame, source: str | Path | None
     return df.select(ITEM_ID, *text_cols, *[c for c in df.columns if c not in ITEM_COLUMNS])
 
 
-def _timestamp(df: pl.DataFrame, source: str | Path | None, unit: str) -> pl.DataFrame:
+TimeUnit = Literal["s", "ms", "us", "ns"]
+
+
+def _timestamp(df: pl.DataFrame, source: str | Path | None, unit: TimeUnit) -> pl.DataFrame:
     dtype = df.schema["timestamp"]
     col = pl.col("timestamp")
     if dtype == pl.String:
@@ -124,13 +143,20 @@ def _timestamp(df: pl.DataFrame, source: str | Path | None, unit: str) -> pl.Dat
     elif dtype == pl.Date or isinstance(dtype, pl.Datetime):
         expr = col.cast(pl.Datetime("us"))
     else:
-        raise DataError(f"timestamps must be datetimes, dates, epoch numbers or ISO-8601 text, found {dtype}",
-                        file=source, column="timestamp")
+        raise DataError(
+            f"timestamps must be datetimes, dates, epoch numbers or ISO-8601 text, found {dtype}",
+            file=source,
+            column="timestamp",
+        )
     out = df.with_columns(expr.dt.replace_time_zone(None).alias("_ts"))
     bad = out.with_row_index("row").filter(pl.col("_ts").is_null())
     if bad.height:
-        raise DataError(f"{bad.height} timestamp(s) are null or cannot be parsed", file=source,
-                        column="timestamp", rows=bad.drop("_ts").head(_SHOW).to_dicts())
+        raise DataError(
+            f"{bad.height} timestamp(s) are null or cannot be parsed",
+            file=source,
+            column="timestamp",
+            rows=bad.drop("_ts").head(_SHOW).to_dicts(),
+        )
     return out.drop("timestamp").rename({"_ts": "timestamp"})
 
 
@@ -140,7 +166,7 @@ def validate_interactions(
     *,
     item_ids: pl.Series | None = None,
     unknown_items: UnknownItems = "error",
-    timestamp_unit: str = "s",
+    timestamp_unit: TimeUnit = "s",
 ) -> pl.DataFrame:
     """Admit an interactions frame to the canonical schema, adding the per-user order ``seq``.
 
@@ -152,8 +178,11 @@ def validate_interactions(
     df = collect(frame, source)
     _require(df, (USER_ID, ITEM_ID), source, "interactions")
     if "timestamp" not in df.columns and "position" not in df.columns:
-        raise DataError("interactions need an order: a 'timestamp' column, a 'position' within the user, "
-                        f"or both; the file has {df.columns}", file=source)
+        raise DataError(
+            "interactions need an order: a 'timestamp' column, a 'position' within the user, "
+            f"or both; the file has {df.columns}",
+            file=source,
+        )
     df = _id_column(_id_column(df, USER_ID, source), ITEM_ID, source)
     if "timestamp" in df.columns:
         df = _timestamp(df, source, timestamp_unit)
@@ -163,8 +192,12 @@ def validate_interactions(
         cast = df.with_row_index("row").with_columns(pl.col(col).cast(kind, strict=False).alias("_v"))
         bad = cast.filter(pl.col("_v").is_null() | (pl.col("_v").is_nan() if kind == pl.Float64 else False))
         if bad.height:
-            raise DataError(f"{bad.height} value(s) are null or not {'integers' if kind == pl.Int64 else 'numbers'}",
-                            file=source, column=col, rows=bad.drop("_v").head(_SHOW).to_dicts())
+            raise DataError(
+                f"{bad.height} value(s) are null or not {'integers' if kind == pl.Int64 else 'numbers'}",
+                file=source,
+                column=col,
+                rows=bad.drop("_v").head(_SHOW).to_dicts(),
+            )
         df = df.with_columns(pl.col(col).cast(kind))
     if "event" in df.columns:
         df = df.with_columns(pl.col("event").cast(pl.String))
@@ -177,11 +210,16 @@ def validate_interactions(
                 raise DataError(
                     f"{n_unknown} interaction(s) name {bad[ITEM_ID].n_unique()} item id(s) missing from the "
                     "items file; fix the files or pass unknown_items='drop' (--unknown-items drop)",
-                    file=source, column=ITEM_ID, rows=bad.head(_SHOW).to_dicts())
+                    file=source,
+                    column=ITEM_ID,
+                    rows=bad.head(_SHOW).to_dicts(),
+                )
             import warnings
 
-            warnings.warn(f"{source}: dropped {n_unknown} interaction(s) naming items missing from the catalogue",
-                          stacklevel=2)
+            warnings.warn(
+                f"{source}: dropped {n_unknown} interaction(s) naming items missing from the catalogue",
+                stacklevel=2,
+            )
             df = df.filter(known)
             if df.height == 0:
                 raise DataError("no interactions are left after dropping unknown items", file=source)

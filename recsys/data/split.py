@@ -46,13 +46,14 @@ def leave_one_out(dataset: Dataset, which: SplitName = "test", *, min_history: i
     df = dataset.interactions.with_columns(pl.len().over("user_id").alias("_n"))
     cut = pl.col("_n") - holdout
     train = df.filter(pl.col("seq") < cut).drop("_n")
-    targets = (
-        df.filter((pl.col("seq") == cut) & (cut >= min_history))
-        .select("user_id", "item_id", "seq", *(["timestamp"] if "timestamp" in df.columns else []))
+    targets = df.filter((pl.col("seq") == cut) & (cut >= min_history)).select(
+        "user_id", "item_id", "seq", *(["timestamp"] if "timestamp" in df.columns else [])
     )
     if targets.height == 0:
-        raise DataError(f"leave-one-out ({which}) leaves no user with a target and at least "
-                        f"{min_history} earlier event(s)")
+        raise DataError(
+            f"leave-one-out ({which}) leaves no user with a target and at least "
+            f"{min_history} earlier event(s)"
+        )
     protocol = {
         "split": which,
         "kind": "leave-one-out",
@@ -81,8 +82,9 @@ def temporal_split(
     """
     _check_name(which)
     if not dataset.has_timestamps:
-        raise DataError("a temporal split needs timestamps; this dataset has only positions "
-                        "(use leave-one-out)")
+        raise DataError(
+            "a temporal split needs timestamps; this dataset has only positions (use leave-one-out)"
+        )
     if not (0 < test_fraction < 1 and 0 < valid_fraction < 1 and test_fraction + valid_fraction < 1):
         raise ConfigError("test_fraction and valid_fraction must be in (0, 1) and sum to less than 1")
     df = dataset.interactions
@@ -103,7 +105,9 @@ def temporal_split(
         .select("user_id", "item_id", "seq", "timestamp")
     )
     if targets.height == 0:
-        raise DataError(f"the temporal split ({which}) leaves no targets; widen the window or lower min_history")
+        raise DataError(
+            f"the temporal split ({which}) leaves no targets; widen the window or lower min_history"
+        )
     protocol = {
         "split": which,
         "kind": "global-temporal",

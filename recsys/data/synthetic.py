@@ -20,20 +20,64 @@ from recsys.data.schema import validate_interactions, validate_items
 from recsys.errors import ConfigError
 
 _CATEGORIES = {
-    "Lab Glassware": (["beaker", "flask", "pipette", "burette", "test tube", "funnel"], ["borosilicate", "graduated"]),
-    "3D Printing": (["filament", "nozzle", "print bed", "extruder", "spool holder", "resin"], ["PLA", "PETG"]),
-    "Power Tools": (["drill", "sander", "grinder", "jigsaw", "router", "heat gun"], ["cordless", "brushless"]),
-    "Safety Gear": (["goggles", "gloves", "respirator", "ear muffs", "hard hat", "face shield"], ["protective", "certified"]),
-    "Electronics": (["multimeter", "oscilloscope", "soldering iron", "breadboard", "resistor kit", "power supply"], ["digital", "bench"]),
+    "Lab Glassware": (
+        ["beaker", "flask", "pipette", "burette", "test tube", "funnel"],
+        ["borosilicate", "graduated"],
+    ),
+    "3D Printing": (
+        ["filament", "nozzle", "print bed", "extruder", "spool holder", "resin"],
+        ["PLA", "PETG"],
+    ),
+    "Power Tools": (
+        ["drill", "sander", "grinder", "jigsaw", "router", "heat gun"],
+        ["cordless", "brushless"],
+    ),
+    "Safety Gear": (
+        ["goggles", "gloves", "respirator", "ear muffs", "hard hat", "face shield"],
+        ["protective", "certified"],
+    ),
+    "Electronics": (
+        ["multimeter", "oscilloscope", "soldering iron", "breadboard", "resistor kit", "power supply"],
+        ["digital", "bench"],
+    ),
     "Fasteners": (["screws", "bolts", "washers", "rivets", "anchors", "nuts"], ["stainless", "zinc-plated"]),
-    "Adhesives": (["epoxy", "super glue", "sealant", "tape", "glue sticks", "adhesive spray"], ["waterproof", "industrial"]),
-    "Measuring": (["caliper", "micrometer", "tape measure", "level", "thermometer", "scale"], ["precision", "metric"]),
-    "Abrasives": (["sanding discs", "sandpaper", "grinding wheel", "polishing pad", "wire brush", "file set"], ["coarse", "fine grit"]),
-    "Lighting": (["work light", "headlamp", "flashlight", "LED strip", "lantern", "magnifier lamp"], ["rechargeable", "dimmable"]),
-    "Plumbing": (["pipe wrench", "fittings", "valve", "hose", "pipe cutter", "plumber tape"], ["brass", "PVC"]),
-    "Storage": (["tool box", "parts bin", "drawer cabinet", "tool bag", "shelf", "organizer"], ["stackable", "heavy-duty"]),
+    "Adhesives": (
+        ["epoxy", "super glue", "sealant", "tape", "glue sticks", "adhesive spray"],
+        ["waterproof", "industrial"],
+    ),
+    "Measuring": (
+        ["caliper", "micrometer", "tape measure", "level", "thermometer", "scale"],
+        ["precision", "metric"],
+    ),
+    "Abrasives": (
+        ["sanding discs", "sandpaper", "grinding wheel", "polishing pad", "wire brush", "file set"],
+        ["coarse", "fine grit"],
+    ),
+    "Lighting": (
+        ["work light", "headlamp", "flashlight", "LED strip", "lantern", "magnifier lamp"],
+        ["rechargeable", "dimmable"],
+    ),
+    "Plumbing": (
+        ["pipe wrench", "fittings", "valve", "hose", "pipe cutter", "plumber tape"],
+        ["brass", "PVC"],
+    ),
+    "Storage": (
+        ["tool box", "parts bin", "drawer cabinet", "tool bag", "shelf", "organizer"],
+        ["stackable", "heavy-duty"],
+    ),
 }
-_BRANDS = ["Acme", "Bolt&Co", "Corvid", "Dynatek", "Everline", "Fulcrum", "Gridiron", "Helix", "Ionis", "Juniper"]
+_BRANDS = [
+    "Acme",
+    "Bolt&Co",
+    "Corvid",
+    "Dynatek",
+    "Everline",
+    "Fulcrum",
+    "Gridiron",
+    "Helix",
+    "Ionis",
+    "Juniper",
+]
 
 
 @dataclass(frozen=True)
@@ -67,13 +111,15 @@ def synthetic_items(cfg: SyntheticConfig, rng: np.random.Generator) -> tuple[pl.
         nouns, adjectives = _CATEGORIES[names[c]]
         noun, adj = nouns[rng.integers(len(nouns))], adjectives[rng.integers(len(adjectives))]
         brand = _BRANDS[rng.integers(len(_BRANDS))]
-        rows.append({
-            "item_id": f"I{i:06d}",
-            "title": f"{brand} {adj} {noun} model {rng.integers(100, 999)}",
-            "category": f"Industrial & Scientific > {names[c]}",
-            "brand": brand,
-            "description": f"A {adj} {noun} for {names[c].lower()} work.",
-        })
+        rows.append(
+            {
+                "item_id": f"I{i:06d}",
+                "title": f"{brand} {adj} {noun} model {rng.integers(100, 999)}",
+                "category": f"Industrial & Scientific > {names[c]}",
+                "brand": brand,
+                "description": f"A {adj} {noun} for {names[c].lower()} work.",
+            }
+        )
     return pl.DataFrame(rows), category
 
 
@@ -110,12 +156,16 @@ def synthetic_dataset(cfg: SyntheticConfig | None = None, **overrides: object) -
             stamps.append(t)
             events.append("purchase" if rng.random() < 0.2 else "view")
             t += timedelta(hours=float(rng.exponential(24.0)))
-    interactions = pl.DataFrame({
-        "user_id": users,
-        "item_id": items["item_id"].gather(item_rows),
-        "timestamp": pl.Series(stamps, dtype=pl.Datetime("us")),
-        "event": events,
-    })
+    interactions = pl.DataFrame(
+        {
+            "user_id": users,
+            "item_id": items["item_id"].gather(item_rows),
+            "timestamp": pl.Series(stamps, dtype=pl.Datetime("us")),
+            "event": events,
+        }
+    )
     items = validate_items(items, "<synthetic items>")
     interactions = validate_interactions(interactions, "<synthetic interactions>", item_ids=items["item_id"])
-    return Dataset(name="synthetic", items=items, interactions=interactions, source={"synthetic": asdict(cfg)})
+    return Dataset(
+        name="synthetic", items=items, interactions=interactions, source={"synthetic": asdict(cfg)}
+    )

@@ -42,8 +42,13 @@ class TrainData:
         matrix = user_item_matrix(u, i, len(users), len(items))
         indptr, seq_items = sequences(u, i, train["seq"].to_numpy(), len(users))
         return cls(
-            users=users, items=items, matrix=matrix, seq_indptr=indptr, seq_items=seq_items,
-            item_text=item_texts(dataset.items), item_frame=dataset.items,
+            users=users,
+            items=items,
+            matrix=matrix,
+            seq_indptr=indptr,
+            seq_items=seq_items,
+            item_text=item_texts(dataset.items),
+            item_frame=dataset.items,
             fingerprint=frame_fingerprint(dataset.items, train.select("user_id", "item_id", "seq")),
         )
 
@@ -57,7 +62,7 @@ class TrainData:
 
     def history(self, user: int) -> np.ndarray:
         """User row ``user``'s training items, oldest first."""
-        return self.seq_items[self.seq_indptr[user]: self.seq_indptr[user + 1]]
+        return self.seq_items[self.seq_indptr[user] : self.seq_indptr[user + 1]]
 
     def history_lengths(self) -> np.ndarray:
         return np.diff(self.seq_indptr)

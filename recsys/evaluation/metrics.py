@@ -56,8 +56,9 @@ def _idcg_table(max_targets: int, k: int) -> np.ndarray:
     return cum[np.minimum(np.arange(max_targets + 1), k)]
 
 
-def ranking_metrics(ranks: np.ndarray, user_of: np.ndarray, n_users: int, ks: Iterable[int] = (10, 50)
-                    ) -> dict[str, np.ndarray]:
+def ranking_metrics(
+    ranks: np.ndarray, user_of: np.ndarray, n_users: int, ks: Iterable[int] = (10, 50)
+) -> dict[str, np.ndarray]:
     """Per-user metric arrays (length ``n_users``) from target ranks.
 
     ``user_of[i]`` is the user (0..n_users-1) that target ``i`` belongs to; every user must have at
@@ -85,7 +86,8 @@ def ranking_metrics(ranks: np.ndarray, user_of: np.ndarray, n_users: int, ks: It
 def mean_metrics(per_user: dict[str, np.ndarray], what: str = "metrics") -> dict[str, float]:
     """Average per-user metrics; NaN with a warning when there are no users."""
     if not per_user or len(next(iter(per_user.values()))) == 0:
-        warnings.warn(f"{what}: no users to average over; metrics are NaN", UndefinedMetricWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"{what}: no users to average over; metrics are NaN", UndefinedMetricWarning, stacklevel=2
+        )
         return {name: float("nan") for name in per_user}
     return {name: float(np.mean(values)) for name, values in per_user.items()}

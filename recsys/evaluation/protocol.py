@@ -56,11 +56,17 @@ class EvalResult:
     per_target: pl.DataFrame | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics, "slices": self.slices, "config": self.config, "seconds": self.seconds}
+        return {
+            "metrics": self.metrics,
+            "slices": self.slices,
+            "config": self.config,
+            "seconds": self.seconds,
+        }
 
 
-def describe_protocol(data: TrainData, split: Split, ks: tuple[int, ...], coverage_k: tuple[int, ...]
-                      ) -> dict[str, Any]:
+def describe_protocol(
+    data: TrainData, split: Split, ks: tuple[int, ...], coverage_k: tuple[int, ...]
+) -> dict[str, Any]:
     return {
         **split.protocol,
         "ranking": f"full catalogue ({data.n_items} items), training history excluded",
@@ -68,9 +74,11 @@ def describe_protocol(data: TrainData, split: Split, ks: tuple[int, ...], covera
         "ks": list(ks),
         "coverage_ks": list(coverage_k),
         "metrics": "recall, ndcg, hit per user averaged over users; mrr untruncated; "
-                   "coverage@k = distinct items in all top-k lists / catalogue size",
-        "slices": {"history_length": _bucket_labels(HISTORY_BUCKETS),
-                   "target_item_train_count": _bucket_labels(ITEM_BUCKETS)},
+        "coverage@k = distinct items in all top-k lists / catalogue size",
+        "slices": {
+            "history_length": _bucket_labels(HISTORY_BUCKETS),
+            "target_item_train_count": _bucket_labels(ITEM_BUCKETS),
+        },
         "train_fingerprint": data.fingerprint,
     }
 
@@ -97,31 +105,34 @@ def evaluate(
     ranks = np.empty(len(user_rows), dtype=np.int64)
     seen = {k: np.zeros(data.n_items, dtype=bool) for k in coverage_k}
     max_cov = max(coverage_k, default=0)
-    indptr, indices = data.matrix.indptr, data.matrix.indices
     nan_rows = 0
     t0 = time.perf_counter()
-    bar = tqdm(total=len(eval_users), desc=f"evaluating {scorer.name}", unit="user", disable=not progress,
-               leave=False)
+    bar = tqdm(
+        total=len(eval_users),
+        desc=f"evaluating {scorer.name}",
+        unit="user",
+        disable=not progress,
+        leave=False,
+    )
     bounds = np.append(first, len(user_rows))
     for start in range(0, len(eval_users), chunk_size):
-        chunk = eval_users[start: start + chunk_size]
+        chunk = eval_users[start : start + chunk_size]
         scores = scorer.score(chunk)  # (chunk, n_items)
         bad = np.isnan(scores)
         if bad.any():
             nan_rows += int(bad.any(axis=1).sum())
             scores[bad] = -np.inf
         # History excluded: every training item of each user goes to -inf.
-        lo, hi = indptr[chunk], indptr[chunk + 1]
-        hist_rows = np.repeat(np.arange(len(chunk)), hi - lo)
-        hist_cols = np.concatenate([indices[a:b] for a, b in zip(lo, hi, strict=True)]) if len(chunk) else []
+        hist_rows, hist_cols = data.matrix[chunk].nonzero()
         scores[hist_rows, hist_cols] = -np.inf
         t_lo, t_hi = bounds[start], bounds[min(start + chunk_size, len(eval_users))]
         rows_in_chunk = user_pos[t_lo:t_hi] - start
         ranks[t_lo:t_hi] = target_ranks(scores, rows_in_chunk, item_rows[t_lo:t_hi])
         if max_cov:
             tops = top_k(scores, max_cov)
+            eligible = np.isfinite(np.take_along_axis(scores, tops, axis=1))  # excluded items are -inf
             for k in coverage_k:
-                seen[k][tops[:, :k].ravel()] = True
+                seen[k][tops[:, :k][eligible[:, :k]]] = True
         bar.update(len(chunk))
     bar.close()
     if nan_rows:
@@ -136,19 +147,32 @@ def evaluate(
         "history_length": _slice(per_user, bucketize(hist_len, HISTORY_BUCKETS), scorer.name),
         "target_item_train_count": _slice(
             ranking_metrics(ranks, np.arange(len(ranks)), len(ranks), ks),
-            bucketize(item_count, ITEM_BUCKETS), scorer.name),
+            bucketize(item_count, ITEM_BUCKETS),
+            scorer.name,
+        ),
     }
     per_target = None
     if keep_per_target:
-        per_target = pl.DataFrame({
-            "user": data.users.lookup(user_rows), "item": data.items.lookup(item_rows), "rank": ranks,
-            "history_length": hist_len[user_pos], "item_train_count": item_count,
-        })
+        per_target = pl.DataFrame(
+            {
+                "user": data.users.lookup(user_rows),
+                "item": data.items.lookup(item_rows),
+                "rank": ranks,
+                "history_length": hist_len[user_pos],
+                "item_train_count": item_count,
+            }
+        )
     return EvalResult(
-        model=scorer.name, metrics=metrics, slices=slices,
-        protocol={**describe_protocol(data, split, ks, coverage_k), "users": len(eval_users),
-                  "targets": len(ranks)},
-        config=scorer.describe()["config"], seconds={"score": time.perf_counter() - t0},
+        model=scorer.name,
+        metrics=metrics,
+        slices=slices,
+        protocol={
+            **describe_protocol(data, split, ks, coverage_k),
+            "users": len(eval_users),
+            "targets": len(ranks),
+        },
+        config=scorer.describe()["config"],
+        seconds={"score": time.perf_counter() - t0},
         per_target=per_target,
     )
 
@@ -157,6 +181,8 @@ def _slice(per_case: dict[str, np.ndarray], labels: np.ndarray, name: str) -> di
     out: dict[str, dict[str, float]] = {}
     for label in sorted(set(labels.tolist()), key=lambda s: int(s.split("-")[0].rstrip("+"))):
         mask = labels == label
-        out[label] = {"cases": int(mask.sum()),
-                      **mean_metrics({m: v[mask] for m, v in per_case.items()}, f"{name} slice {label}")}
+        out[label] = {
+            "cases": int(mask.sum()),
+            **mean_metrics({m: v[mask] for m, v in per_case.items()}, f"{name} slice {label}"),
+        }
     return out

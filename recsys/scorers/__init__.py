@@ -31,6 +31,17 @@ def build_scorer(name: str, options: Mapping[str, Any] | None = None) -> Scorer:
 
 
 __all__ = [
-    "SCORERS", "ALSConfig", "ALSScorer", "BPRConfig", "BPRScorer", "CovisitConfig", "CovisitScorer",
-    "PopularityConfig", "PopularityScorer", "Scorer", "TextScorer", "TextScorerConfig", "build_scorer",
+    "SCORERS",
+    "ALSConfig",
+    "ALSScorer",
+    "BPRConfig",
+    "BPRScorer",
+    "CovisitConfig",
+    "CovisitScorer",
+    "PopularityConfig",
+    "PopularityScorer",
+    "Scorer",
+    "TextScorer",
+    "TextScorerConfig",
+    "build_scorer",
 ]

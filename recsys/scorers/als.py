@@ -38,6 +38,10 @@ class ALSScorer(FactorScorer):
 
         c = self.config
         return AlternatingLeastSquares(
-            factors=c.factors, regularization=c.regularization, alpha=c.alpha, iterations=c.iterations,
-            random_state=c.seed, num_threads=c.threads,
+            factors=c.factors,
+            regularization=c.regularization,
+            alpha=c.alpha,
+            iterations=c.iterations,
+            random_state=c.seed,
+            num_threads=c.threads,
         )

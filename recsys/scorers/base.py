@@ -57,12 +57,13 @@ class Scorer(ABC):
         """Name and configuration, for results and artifacts."""
         from dataclasses import asdict, is_dataclass
 
-        cfg = asdict(self.config) if is_dataclass(self.config) else {}
+        cfg = asdict(self.config) if is_dataclass(self.config) and not isinstance(self.config, type) else {}
         return {"name": self.name, "config": cfg}
 
 
-def recency_weights(data: TrainData, users: np.ndarray, n_recent: int, decay: float
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def recency_weights(
+    data: TrainData, users: np.ndarray, n_recent: int, decay: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The last ``n_recent`` items of each user with weights ``decay**k`` (k = 0 for the newest).
 
     Returns (row in ``users``, item row, weight) triplets, for building sparse profiles.

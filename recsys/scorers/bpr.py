@@ -39,6 +39,10 @@ class BPRScorer(FactorScorer):
         c = self.config
         # implicit adds a bias column to the item factors (and a constant 1 to the users').
         return BayesianPersonalizedRanking(
-            factors=c.factors, learning_rate=c.learning_rate, regularization=c.regularization,
-            iterations=c.iterations, random_state=c.seed, num_threads=c.threads,
+            factors=c.factors,
+            learning_rate=c.learning_rate,
+            regularization=c.regularization,
+            iterations=c.iterations,
+            random_state=c.seed,
+            num_threads=c.threads,
         )

@@ -36,15 +36,20 @@ class TextScorerConfig:
             raise ConfigError("text: n_recent must be >= 1 and decay in (0, 1]")
 
     def encoder_config(self) -> EncoderConfig:
-        return EncoderConfig(model_path=self.model_path, max_length=self.max_length,
-                             batch_size=self.batch_size, precision=self.precision)
+        return EncoderConfig(
+            model_path=self.model_path,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            precision=self.precision,
+        )
 
 
 class TextScorer(Scorer):
     name = "text"
 
-    def __init__(self, config: TextScorerConfig | None = None, *, encoder: TextEncoder | None = None,
-                 **options: Any) -> None:
+    def __init__(
+        self, config: TextScorerConfig | None = None, *, encoder: TextEncoder | None = None, **options: Any
+    ) -> None:
         super().__init__()
         self.config = make_config(TextScorerConfig, config, options)
         self.encoder = encoder or TextEncoder(self.config.encoder_config())
@@ -53,7 +58,8 @@ class TextScorer(Scorer):
 
     def fit(self, data: TrainData) -> TextScorer:
         self.item_embeddings, self.embedding_info = cached_embeddings(
-            self.encoder, data.item_text, self.config.cache_dir, progress=self.config.progress)
+            self.encoder, data.item_text, self.config.cache_dir, progress=self.config.progress
+        )
         self._data = data
         return self
 

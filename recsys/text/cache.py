@@ -30,8 +30,9 @@ def texts_digest(texts: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_embeddings(encoder: TextEncoder, texts: list[str], cache_dir: str | Path | None = None, *,
-                      progress: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+def cached_embeddings(
+    encoder: TextEncoder, texts: list[str], cache_dir: str | Path | None = None, *, progress: bool = False
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Embeddings of ``texts`` from the cache, or encoded now and stored. Returns (array, metadata)."""
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     meta = {"encoder": encoder.identity(), "texts": texts_digest(texts), "n": len(texts)}

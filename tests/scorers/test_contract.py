@@ -1,0 +1,113 @@
+"""The contract every scorer passes, on synthetic data with a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.errors import ConfigError, NotFittedError
+from recsys.evaluation import evaluate
+from recsys.scorers import SCORERS, build_scorer
+
+FAST = {
+    "popularity": {},
+    "covisit": {},
+    "als": {"factors": 32, "iterations": 10},
+    "bpr": {"factors": 32, "iterations": 60},
+    "text": {"n_recent": 3},
+}
+
+
+@pytest.fixture(scope="module")
+def fitted(loo_test, embedding_cache):
+    _, data = loo_test
+    out = {}
+    for name, opts in FAST.items():
+        options = {**opts, "cache_dir": str(embedding_cache)} if name == "text" else opts
+        out[name] = build_scorer(name, options).fit(data)
+    return out
+
+
+def test_registry_covers_every_scorer():
+    assert set(FAST) == set(SCORERS)
+
+
+@pytest.mark.parametrize("name", list(SCORERS))
+def test_shapes_and_types(fitted, loo_test, name):
+    _, data = loo_test
+    scorer = fitted[name]
+    users = np.array([0, 3, 5])
+    scores = scorer.score(users)
+    assert scores.shape == (3, data.n_items) and scores.dtype == np.float32
+    assert np.isfinite(scores).all()
+    assert scorer.score(np.array([], dtype=np.int64)).shape == (0, data.n_items)
+
+
+@pytest.mark.parametrize("name", list(SCORERS))
+def test_item_subset_equals_full_columns(fitted, name):
+    scorer = fitted[name]
+    users, items = np.array([1, 2, 7]), np.array([9, 0, 4, 4])
+    np.testing.assert_allclose(
+        scorer.score(users, items), scorer.score(users)[:, items], rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", list(SCORERS))
+def test_batch_equals_per_user(fitted, name):
+    scorer = fitted[name]
+    users = np.arange(12)
+    batch = scorer.score(users)
+    single = np.vstack([scorer.score(np.array([u])) for u in users])
+    np.testing.assert_allclose(batch, single, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(SCORERS))
+def test_seeded_refit_is_identical(fitted, loo_test, embedding_cache, name):
+    _, data = loo_test
+    options = {**FAST[name], "cache_dir": str(embedding_cache)} if name == "text" else FAST[name]
+    again = build_scorer(name, options).fit(data)
+    np.testing.assert_allclose(
+        again.score(np.arange(20)), fitted[name].score(np.arange(20)), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", list(SCORERS))
+def test_refuses_bad_use(name):
+    with pytest.raises(ConfigError, match="no option"):
+        build_scorer(name, {"not_an_option": 1})
+    with pytest.raises(NotFittedError):
+        build_scorer(name).score(np.array([0]))
+
+
+@pytest.mark.parametrize("name", list(SCORERS))
+def test_out_of_range_rows_refused(fitted, loo_test, name):
+    _, data = loo_test
+    with pytest.raises(IndexError):
+        fitted[name].score(np.array([data.n_users]))
+    with pytest.raises(IndexError):
+        fitted[name].score(np.array([0]), np.array([-1]))
+
+
+@pytest.mark.parametrize("name", [n for n in SCORERS if n != "popularity"])
+def test_beats_popularity_clearly(fitted, loo_test, name):
+    # Users follow hidden categories and item successors: every learned signal must see it.
+    split, data = loo_test
+    pop = evaluate(fitted["popularity"], data, split).metrics
+    ours = evaluate(fitted[name], data, split).metrics
+    assert ours["recall@10"] >= 2 * pop["recall@10"] and ours["ndcg@10"] >= 2 * pop["ndcg@10"], (
+        name,
+        ours,
+        pop,
+    )
+
+
+def test_unknown_model_lists_valid_ones():
+    with pytest.raises(ConfigError, match="valid models: popularity"):
+        build_scorer("sasrec")
+
+
+def test_config_type_errors():
+    with pytest.raises(ConfigError, match="must be int"):
+        build_scorer("als", {"factors": "many"})
+    with pytest.raises(ConfigError, match="decay"):
+        build_scorer("covisit", {"decay": 0.0})

@@ -1,0 +1,140 @@
+"""The ``recsys`` command end to end on small files: table, JSON shape, exit codes, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from recsys.cli import main
+from recsys.data import synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("files")
+    ds = synthetic_dataset(n_users=120, n_items=60, seed=1)
+    ds.items.rename({"item_id": "sku"}).write_csv(folder / "items.csv")
+    inter = ds.interactions.drop("seq").rename({"user_id": "customer", "item_id": "sku"})
+    inter.with_columns(pl.col("timestamp").dt.epoch("s")).write_parquet(folder / "events.parquet")
+    return folder
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_evaluate_own_files(files, tmp_path, capsys):
+    output = tmp_path / "results.json"
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        "--items",
+        str(files / "items.csv"),
+        "--interactions",
+        str(files / "events.parquet"),
+        "--item-columns",
+        "item_id=sku",
+        "--interaction-columns",
+        "user_id=customer,item_id=sku",
+        "--models",
+        "popularity,covisit,als",
+        "--set",
+        "als.factors=16",
+        "--set",
+        "als.iterations=5",
+        "--output",
+        str(output),
+        "--no-progress",
+        "--slices",
+    )
+    assert code == 0
+    assert "recall@10" in out and "covisit" in out and "by history_length" in out
+    report = json.loads(output.read_text())
+    assert report["protocol"]["kind"] == "global-temporal"
+    assert set(report["results"]) == {"popularity", "covisit", "als"}
+    for metrics in report["results"].values():
+        assert {"recall@10", "ndcg@10", "recall@50", "ndcg@50", "mrr", "coverage@10"} <= set(metrics)
+    assert report["models"]["als"]["config"]["factors"] == 16
+
+
+def test_toml_config(files, tmp_path, capsys):
+    cfg = tmp_path / "eval.toml"
+    cfg.write_text(
+        '[evaluate]\nmodels = ["covisit"]\nsplit = "valid"\nsplit_kind = "leave-one-out"\n'
+        "[models.covisit]\nn_recent = 2\n"
+    )
+    output = tmp_path / "r.json"
+    code, _, _ = run(
+        capsys,
+        "evaluate",
+        "--items",
+        str(files / "items.csv"),
+        "--item-columns",
+        "item_id=sku",
+        "--interactions",
+        str(files / "events.parquet"),
+        "--interaction-columns",
+        "user_id=customer,item_id=sku",
+        "--config",
+        str(cfg),
+        "--output",
+        str(output),
+        "--no-progress",
+    )
+    assert code == 0
+    report = json.loads(output.read_text())
+    assert report["protocol"]["split"] == "valid" and report["protocol"]["kind"] == "leave-one-out"
+    assert report["models"]["covisit"]["config"]["n_recent"] == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate", "--models", "popularity"], "no data"),
+        (["evaluate", "--dataset", "amazon-scientific"], "needs --data-dir"),
+        (["evaluate", "--items", "i.csv", "--interactions", "e.csv", "--models", "sasrec"], "unknown model"),
+        (["evaluate", "--items", "i.csv", "--interactions", "e.csv", "--set", "als"], "section.key=value"),
+    ],
+)
+def test_usage_errors_exit_2(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err
+
+
+def test_data_error_exit_1_names_the_file(files, capsys):
+    code, _, err = run(
+        capsys,
+        "validate",
+        "--items",
+        str(files / "items.csv"),
+        "--interactions",
+        str(files / "events.parquet"),
+    )
+    assert code == 1
+    assert "items.csv" in err and "item_id" in err and "Traceback" not in err
+
+
+def test_validate_summary(files, capsys):
+    code, out, _ = run(
+        capsys,
+        "validate",
+        "--items",
+        str(files / "items.csv"),
+        "--item-columns",
+        "item_id=sku",
+        "--interactions",
+        str(files / "events.parquet"),
+        "--interaction-columns",
+        "user_id=customer,item_id=sku",
+    )
+    assert code == 0 and "interactions" in out and "fingerprint" in out
+
+
+def test_argparse_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "--split", "train"])
+    assert info.value.code == 2
