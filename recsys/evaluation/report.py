@@ -14,7 +14,9 @@ TABLE_METRICS = ("recall@10", "ndcg@10", "recall@50", "ndcg@50", "mrr", "coverag
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4f}"
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
 
 
