@@ -18,11 +18,11 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from _machine import machine  # noqa: E402
+from _machine import machine
 
-from pipelines.evaluate import EvaluationJob, run_evaluation  # noqa: E402
-from recsys.data import load_amazon_scientific  # noqa: E402
-from recsys.evaluation.report import format_table, write_json  # noqa: E402
+from pipelines.evaluate import EvaluationJob, run_evaluation
+from recsys.data import load_amazon_scientific
+from recsys.evaluation.report import format_table, write_json
 
 # ../shared/data/amazon-scientific/README.md, "Reference baselines measured on this exact split".
 REFERENCE = {
@@ -92,9 +92,8 @@ def main() -> int:
     print(format_table(rows))
     print(f"\nwall time, whole evaluation (load, fit, encode from a cold cache, rank): {wall:.1f}s")
     for name, c in comparison.items():
-        print(
-            f"{name:>10}: recall@10 diff {c['diff']['recall@10']:+.4f}  {'ok' if c['within_tolerance'] else 'OFF'}"
-        )
+        verdict = "ok" if c["within_tolerance"] else "OFF"
+        print(f"{name:>10}: recall@10 diff {c['diff']['recall@10']:+.4f}  {verdict}")
     write_json(
         args.output,
         {
