@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from recsys.data import Dataset, TrainData, make_split
+from recsys.data import Dataset, TrainData, cold_start_split, make_split
 from recsys.errors import ConfigError
 from recsys.evaluation import EvalResult, evaluate
 from recsys.scorers import SCORERS, build_scorer
@@ -29,6 +29,8 @@ class EvaluationJob:
     coverage_k: tuple[int, ...] = (10,)
     chunk_size: int = 1024
     progress: bool = True
+    cold_items: float = 0.0  # > 0: the cold-start protocol, holding out this share of the items
+    cold_seed: int = 0
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.models if m not in SCORERS]
@@ -44,7 +46,16 @@ class EvaluationJob:
 def run_evaluation(dataset: Dataset, job: EvaluationJob) -> dict[str, Any]:
     """Evaluate every model of ``job`` on ``dataset``; returns the JSON-shaped report."""
     t_start = time.perf_counter()
-    split = make_split(dataset, job.split, job.split_kind, **job.split_options)  # type: ignore[arg-type]
+    if job.cold_items:
+        split = cold_start_split(
+            dataset,
+            job.split,  # type: ignore[arg-type]
+            item_fraction=job.cold_items,
+            seed=job.cold_seed,
+            kind=job.split_kind,
+        )
+    else:
+        split = make_split(dataset, job.split, job.split_kind, **job.split_options)  # type: ignore[arg-type]
     data = TrainData.from_split(dataset, split)
     t_prep = time.perf_counter() - t_start
     results: dict[str, EvalResult] = {}

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from recsys.config import apply_overrides, load_toml
+from recsys.config import apply_overrides, load_toml, make_config
 from recsys.errors import ArtifactError, ConfigError, DataError
+from recsys.evaluation.report import format_table, write_json
 
 log = logging.getLogger("recsys")
 
@@ -25,6 +26,7 @@ models:
   als         implicit ALS on the binary user x item matrix (128 factors, alpha 20, reg 0.05, 20 iters)
   bpr         implicit BPR on the same matrix
   text        zero-shot all-MiniLM-L6-v2: cosine of item texts to the user's recent items
+  encoder     a fine-tuned encoder from `recsys train-encoder` (--set encoder.checkpoint=RUN_DIR)
 
 config file (--config, TOML):
   [evaluate]
@@ -40,6 +42,32 @@ examples:
       --models popularity,covisit,als,bpr,text --split test --output results.json
   recsys evaluate --items items.csv --interactions events.parquet \\
       --interaction-columns user_id=customer,item_id=sku,timestamp=ts --unknown-items drop
+"""
+
+
+EPILOG_TRAIN_ENCODER = """\
+config file (--config, TOML), every key optional:
+  [encoder]
+  mode = "lora"            # full | lora
+  user_input = "items"     # items: pool recent items' embeddings; text: user text through the user tower
+  n_recent = 3             # items that make the user side
+  max_length = 48          # item text tokens
+  batch_size = 64          # pairs per step (in-batch negatives)
+  learning_rate = 0.0      # 0: 5e-5 full, 5e-4 LoRA
+  epochs = 1.0
+  max_minutes = 25         # stop (and keep the best checkpoint) after this much training time
+  eval_every = 100         # steps between validation NDCG@10 evaluations (early stopping)
+  hard_negatives = 0       # extra negatives per user from ALS's top items
+  lora_rank = 16
+  lora_alpha = 32
+
+overrides (--set, repeatable): --set mode=lora --set max_minutes=20
+
+example:
+  recsys train-encoder --dataset amazon-scientific --data-dir ../shared/data/amazon-scientific \\
+      --out runs/encoder --set mode=full
+  recsys evaluate --dataset amazon-scientific --data-dir ../shared/data/amazon-scientific \\
+      --models text,encoder --set encoder.checkpoint=runs/encoder
 """
 
 
@@ -108,7 +136,6 @@ def load_dataset(args: argparse.Namespace) -> Any:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipelines.evaluate import DEFAULT_MODELS, EvaluationJob, run_evaluation
-    from recsys.evaluation.report import format_table, write_json
 
     config = load_toml(args.config) if args.config else {}
     config = apply_overrides(
@@ -131,7 +158,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     section.pop("split_kind", None)
     if args.chunk_size:
         section["chunk_size"] = args.chunk_size
-    allowed = {"ks", "coverage_k", "chunk_size", "split_options"}
+    if args.cold_items:
+        section["cold_items"] = args.cold_items
+        section["cold_seed"] = args.cold_seed
+    allowed = {"ks", "coverage_k", "chunk_size", "split_options", "cold_items", "cold_seed"}
     if set(section) - allowed:
         raise ConfigError(
             f"unknown [evaluate] key(s) {sorted(set(section) - allowed)}; valid: "
@@ -161,6 +191,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.output:
         write_json(args.output, report)
         print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_train_encoder(args: argparse.Namespace) -> int:
+    from recsys.data import cold_items, without_items
+    from recsys.text.train import EncoderTrainConfig, train_encoder
+
+    config = load_toml(args.config) if args.config else {}
+    unknown = sorted(set(config) - {"encoder"})
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {unknown}; valid: encoder")
+    options = apply_overrides({"encoder": config.get("encoder", {})}, [f"encoder.{s}" for s in args.set])[
+        "encoder"
+    ]
+    if "lora_targets" in options:
+        options["lora_targets"] = tuple(options["lora_targets"])
+    cfg = make_config(EncoderTrainConfig, None, options)
+    dataset = load_dataset(args)
+    if args.holdout_items:
+        dataset = without_items(dataset, cold_items(dataset, args.holdout_items, args.holdout_seed))
+    if args.fresh and args.out.exists():
+        (args.out / "state.pt").unlink(missing_ok=True)
+    result = train_encoder(dataset, args.out, cfg, resume=not args.fresh, progress=not args.no_progress)
+    minutes = result.seconds / 60
+    print(f"\nstopped: {result.stopped}; {result.steps} steps, {result.examples} pairs in {minutes:.1f} min")
+    print(f"best validation checkpoint: step {result.best_step}")
+    print(format_table({"validation (best)": result.best_metrics}))
+    print(f"\nuse it: recsys evaluate ... --models encoder --set encoder.checkpoint={args.out}")
     return 0
 
 
@@ -208,9 +266,45 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--slices", action="store_true", help="also print metrics by history length and item count"
     )
+    ev.add_argument(
+        "--cold-items",
+        type=float,
+        metavar="FRACTION",
+        help="cold-start protocol: hold out this share of items entirely and score only users whose "
+        "target is one of them (e.g. 0.1)",
+    )
+    ev.add_argument("--cold-seed", type=int, default=0, help="seed choosing the held-out items (default 0)")
     ev.add_argument("--output", type=Path, help="write the JSON report here")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_evaluate)
+
+    te = sub.add_parser(
+        "train-encoder",
+        help="fine-tune the text encoder on next-item pairs (full or LoRA)",
+        description="Fine-tune the two-tower text encoder on the validation split's training data, "
+        "early-stopping on validation NDCG@10. Interrupted runs resume from RUN_DIR/state.pt.",
+        epilog=EPILOG_TRAIN_ENCODER,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_data_arguments(te)
+    te.add_argument(
+        "--out", type=Path, required=True, metavar="RUN_DIR", help="run folder (checkpoints, state)"
+    )
+    te.add_argument("--config", type=Path, help="TOML file with an [encoder] section")
+    te.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override an [encoder] option"
+    )
+    te.add_argument("--fresh", action="store_true", help="ignore a saved state in RUN_DIR and start over")
+    te.add_argument(
+        "--holdout-items",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="train without any interaction of this share of items (for the cold-start protocol)",
+    )
+    te.add_argument("--holdout-seed", type=int, default=0, help="seed choosing the held-out items")
+    te.add_argument("--no-progress", action="store_true", help="no progress bar")
+    te.set_defaults(func=cmd_train_encoder)
 
     va = sub.add_parser("validate", help="check data files against the canonical schema and summarise them")
     _add_data_arguments(va)

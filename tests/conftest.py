@@ -38,3 +38,23 @@ def scientific() -> Dataset:
     from recsys.data import load_amazon_scientific
 
     return load_amazon_scientific(SCIENTIFIC)
+
+
+@pytest.fixture(scope="session")
+def encoder_checkpoint(synthetic, tmp_path_factory) -> Path:
+    """A fine-tuned encoder after a few steps on the synthetic shop (for contract tests)."""
+    from recsys.text.train import train_encoder
+
+    run = tmp_path_factory.mktemp("encoder-run")
+    train_encoder(
+        synthetic,
+        run,
+        batch_size=16,
+        max_length=24,
+        max_steps=2,
+        eval_users=50,
+        eval_at_start=False,
+        eval_every=100,
+        progress=False,
+    )
+    return run

@@ -3,7 +3,15 @@
 from recsys.data.amazon import load_amazon_scientific
 from recsys.data.dataset import Dataset
 from recsys.data.io import load_files, read_interactions, read_items, scan_table
-from recsys.data.split import Split, leave_one_out, make_split, temporal_split
+from recsys.data.split import (
+    Split,
+    cold_items,
+    cold_start_split,
+    leave_one_out,
+    make_split,
+    temporal_split,
+    without_items,
+)
 from recsys.data.synthetic import SyntheticConfig, synthetic_dataset
 from recsys.data.train_data import TrainData
 from recsys.data.vocab import IdVocab
@@ -17,6 +25,8 @@ __all__ = [
     "Split",
     "SyntheticConfig",
     "TrainData",
+    "cold_items",
+    "cold_start_split",
     "leave_one_out",
     "load_amazon_scientific",
     "load_files",
@@ -26,4 +36,5 @@ __all__ = [
     "scan_table",
     "synthetic_dataset",
     "temporal_split",
+    "without_items",
 ]

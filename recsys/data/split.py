@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 
 from recsys.data.dataset import Dataset
@@ -133,3 +134,58 @@ def make_split(dataset: Dataset, which: SplitName, kind: str = "auto", **options
     if kind == "temporal":
         return temporal_split(dataset, which, **options)
     raise ConfigError(f"unknown split kind {kind!r}; valid: auto, leave-one-out, temporal")
+
+
+def cold_items(dataset: Dataset, fraction: float, seed: int = 0) -> pl.Series:
+    """A seeded random ``fraction`` of the catalogue's item ids, to hold out entirely."""
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"the held-out item fraction must be in (0, 1), not {fraction}")
+    ids = dataset.items["item_id"]
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(ids.len(), size=max(1, round(fraction * ids.len())), replace=False)
+    return ids.gather(np.sort(pick))
+
+
+def without_items(dataset: Dataset, item_ids: pl.Series) -> Dataset:
+    """The dataset with every interaction of ``item_ids`` removed (the items stay in the catalogue)."""
+    kept = dataset.interactions.filter(~pl.col("item_id").is_in(item_ids.implode()))
+    kept = kept.sort("user_id", "seq").with_columns(pl.int_range(pl.len()).over("user_id").alias("seq"))
+    return Dataset(
+        name=f"{dataset.name}-without-{item_ids.len()}-items",
+        items=dataset.items,
+        interactions=kept,
+        source={**dataset.source, "held_out_items": item_ids.len()},
+    )
+
+
+def cold_start_split(
+    dataset: Dataset,
+    which: SplitName = "test",
+    *,
+    item_fraction: float = 0.1,
+    seed: int = 0,
+    kind: str = "auto",
+) -> Split:
+    """Hold out ``item_fraction`` of the items entirely and keep the targets that are one of them.
+
+    Training is the usual split's training data without any interaction of a held-out item, so a
+    model has seen nothing of them but their text; targets are the usual split's targets that name
+    a held-out item. CF scorers cannot recommend such items; text scorers can.
+    """
+    base = make_split(dataset, which, kind)
+    held = cold_items(dataset, item_fraction, seed)
+    train = base.train.filter(~pl.col("item_id").is_in(held.implode()))
+    targets = base.targets.filter(pl.col("item_id").is_in(held.implode()))
+    if targets.height == 0:
+        raise DataError("no target names a held-out item; raise item_fraction")
+    protocol = {
+        **base.protocol,
+        "kind": f"{base.protocol['kind']}+cold-items",
+        "held_out_items": held.len(),
+        "item_fraction": item_fraction,
+        "cold_seed": seed,
+        "train_interactions": train.height,
+        "target_users": targets["user_id"].n_unique(),
+        "targets": targets.height,
+    }
+    return Split(name=which, train=train, targets=targets, protocol=protocol)

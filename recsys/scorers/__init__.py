@@ -11,7 +11,7 @@ from recsys.scorers.base import Scorer
 from recsys.scorers.bpr import BPRConfig, BPRScorer
 from recsys.scorers.covisit import CovisitConfig, CovisitScorer
 from recsys.scorers.popularity import PopularityConfig, PopularityScorer
-from recsys.scorers.text import TextScorer, TextScorerConfig
+from recsys.scorers.text import EncoderScorer, TextScorer, TextScorerConfig
 
 SCORERS: dict[str, type[Scorer]] = {
     "popularity": PopularityScorer,
@@ -19,6 +19,7 @@ SCORERS: dict[str, type[Scorer]] = {
     "als": ALSScorer,
     "bpr": BPRScorer,
     "text": TextScorer,
+    "encoder": EncoderScorer,
 }
 
 
@@ -38,6 +39,7 @@ __all__ = [
     "BPRScorer",
     "CovisitConfig",
     "CovisitScorer",
+    "EncoderScorer",
     "PopularityConfig",
     "PopularityScorer",
     "Scorer",

@@ -2,7 +2,8 @@
 
 Users and items are vocabulary row numbers (see ``recsys.data.vocab``). ``score`` returns a fresh
 float32 array of shape (len(users), n_items) — or (len(users), len(items)) when ``items`` is given —
-that the caller may modify. Higher is better; ties are broken by the caller, by item row.
+that the caller may modify. Higher is better; ties are broken by the caller, by item row. An item
+the scorer cannot recommend at all (a CF model that never saw it) scores ``-inf``; never NaN.
 """
 
 from __future__ import annotations

@@ -13,10 +13,15 @@ from recsys.scorers.base import Scorer
 
 
 class FactorScorer(Scorer):
-    """A scorer whose state is user and item factor matrices learned by the ``implicit`` library."""
+    """A scorer whose state is user and item factor matrices learned by the ``implicit`` library.
+
+    Items without a training interaction have no learned factors: they score ``-inf`` (cannot be
+    recommended), not an arbitrary dot product with their random initial vectors.
+    """
 
     user_factors: np.ndarray
     item_factors: np.ndarray
+    unseen: np.ndarray
 
     def _make_model(self) -> Any:
         raise NotImplementedError
@@ -28,6 +33,7 @@ class FactorScorer(Scorer):
             model.fit(self._fit_matrix(data), show_progress=bool(os.environ.get("RECSYS_PROGRESS")))
         self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        self.unseen = np.flatnonzero(data.item_counts == 0)
         self._data = data
         return self
 
@@ -36,4 +42,8 @@ class FactorScorer(Scorer):
 
     def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
         item_f = self.item_factors if items is None else self.item_factors[items]
-        return self.user_factors[users] @ item_f.T  # (users, factors) @ (factors, items)
+        scores = self.user_factors[users] @ item_f.T  # (users, factors) @ (factors, items)
+        if len(self.unseen):
+            unseen = self.unseen if items is None else np.flatnonzero(np.isin(items, self.unseen))
+            scores[:, unseen] = -np.inf
+        return scores

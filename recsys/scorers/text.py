@@ -1,23 +1,37 @@
-"""Zero-shot text scorer: cosine between item embeddings and a user vector from recent items.
+"""Text scorer: cosine between item embeddings and a user vector, zero-shot or fine-tuned.
 
-Item texts are encoded once (cached on disk by ``recsys.text.cache``). A user's vector is the
-recency-weighted sum of their last ``n_recent`` items' embeddings (weight ``decay**k`` for the k-th
-newest), normalised; with ``n_recent = 1`` it is the cosine to the user's last item.
+Item texts are encoded once (cached on disk by ``recsys.text.cache``). The user vector is either
+
+- ``items`` (default): the recency-weighted sum of the user's last ``n_recent`` item embeddings
+  (weight ``decay**k`` for the k-th newest), normalised — with ``n_recent = 1``, the cosine to the
+  user's last item; no transformer runs for the user;
+- ``text``: the user's last ``n_recent`` item texts, newest first, joined by ``separator``, through
+  the user tower.
+
+``checkpoint`` points at a folder written by ``recsys train-encoder``; the model and the user-side
+settings it was trained with are then read from it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from recsys.config import make_config
 from recsys.data.train_data import TrainData
-from recsys.errors import ConfigError
+from recsys.errors import ArtifactError, ConfigError
 from recsys.scorers.base import Scorer, recency_weights
 from recsys.text.cache import cached_embeddings
 from recsys.text.encoder import EncoderConfig, TextEncoder
+from recsys.text.pairs import user_text
+
+USER_INPUTS = ("items", "text")
+CHECKPOINT_META = "encoder.json"
 
 
 @dataclass(frozen=True)
@@ -26,46 +40,107 @@ class TextScorerConfig:
     max_length: int = 64
     batch_size: int = 64
     precision: str = "fp32"
+    user_input: str = "items"
     n_recent: int = 1
     decay: float = 0.5
+    user_model_path: str | None = None  # text mode, separate towers; None: the item model
+    user_max_length: int = 128
+    separator: str = " | "
+    checkpoint: str | None = None
     cache_dir: str | None = None  # None: $RECSYS_CACHE_DIR or ~/.cache/recsys
     progress: bool = False
 
     def __post_init__(self) -> None:
         if self.n_recent < 1 or not 0.0 < self.decay <= 1.0:
             raise ConfigError("text: n_recent must be >= 1 and decay in (0, 1]")
+        if self.user_input not in USER_INPUTS:
+            raise ConfigError(f"text: user_input must be one of {USER_INPUTS}, not {self.user_input!r}")
 
-    def encoder_config(self) -> EncoderConfig:
+    def encoder_config(self, user: bool = False) -> EncoderConfig:
+        path = (self.user_model_path or self.model_path) if user else self.model_path
         return EncoderConfig(
-            model_path=self.model_path,
-            max_length=self.max_length,
+            model_path=path,
+            max_length=self.user_max_length if user else self.max_length,
             batch_size=self.batch_size,
             precision=self.precision,
         )
 
 
+def resolve_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The folder of the best model under ``path`` (a training run or a checkpoint) and its metadata."""
+    folder = Path(path)
+    meta_path = folder / CHECKPOINT_META
+    if not meta_path.exists():
+        raise ArtifactError(f"{folder} is not an encoder checkpoint (no {CHECKPOINT_META})")
+    meta = json.loads(meta_path.read_text())
+    if "best" in meta:  # a training run's pointer to its best checkpoint
+        return resolve_checkpoint(folder / meta["best"])
+    missing = [t for t in meta.get("towers", {}).values() if not (folder / t / "config.json").exists()]
+    if missing or "towers" not in meta:
+        raise ArtifactError(f"checkpoint {folder} is incomplete (missing {missing or 'towers'})")
+    return folder, meta
+
+
+def config_from_checkpoint(config: TextScorerConfig) -> TextScorerConfig:
+    if config.checkpoint is None:
+        return config
+    folder, meta = resolve_checkpoint(config.checkpoint)
+    towers, user_side = meta["towers"], meta["scorer"]
+    return dataclasses.replace(
+        config,
+        model_path=str(folder / towers["item"]),
+        user_model_path=str(folder / towers["user"]) if "user" in towers else None,
+        **{
+            k: user_side[k]
+            for k in ("user_input", "n_recent", "decay", "max_length", "user_max_length", "separator")
+        },
+    )
+
+
 class TextScorer(Scorer):
     name = "text"
 
-    def __init__(
-        self, config: TextScorerConfig | None = None, *, encoder: TextEncoder | None = None, **options: Any
-    ) -> None:
+    def __init__(self, config: TextScorerConfig | None = None, **options: Any) -> None:
         super().__init__()
-        self.config = make_config(TextScorerConfig, config, options)
-        self.encoder = encoder or TextEncoder(self.config.encoder_config())
+        self.config = config_from_checkpoint(make_config(TextScorerConfig, config, options))
+        self.encoder = TextEncoder(self.config.encoder_config())
+        self._user_encoder: TextEncoder | None = None
         self.item_embeddings = np.zeros((0, 0), dtype=np.float32)
         self.embedding_info: dict[str, Any] = {}
 
-    def fit(self, data: TrainData) -> TextScorer:
-        self.item_embeddings, self.embedding_info = cached_embeddings(
-            self.encoder, data.item_text, self.config.cache_dir, progress=self.config.progress
-        )
+    @property
+    def user_encoder(self) -> TextEncoder:
+        if self._user_encoder is None:
+            self._user_encoder = TextEncoder(self.config.encoder_config(user=True))
+        return self._user_encoder
+
+    def fit(self, data: TrainData, *, item_embeddings: np.ndarray | None = None) -> TextScorer:
+        """Encode (or load from the cache) every item; ``item_embeddings`` skips the encoder."""
+        if item_embeddings is not None:
+            if item_embeddings.shape[0] != data.n_items:
+                raise ValueError(
+                    f"item_embeddings has {item_embeddings.shape[0]} rows for {data.n_items} items"
+                )
+            self.item_embeddings, self.embedding_info = item_embeddings, {"cache": "given"}
+        else:
+            self.item_embeddings, self.embedding_info = cached_embeddings(
+                self.encoder, data.item_text, self.config.cache_dir, progress=self.config.progress
+            )
         self._data = data
         return self
 
     def user_vectors(self, users: np.ndarray) -> np.ndarray:
         """(len(users), dim) unit vectors; zero for a user without history."""
-        rows, cols, vals = recency_weights(self.data, users, self.config.n_recent, self.config.decay)
+        cfg, data = self.config, self.data
+        if cfg.user_input == "text":
+            texts = [
+                user_text(data.item_text, data.history(int(u)), cfg.n_recent, cfg.separator) for u in users
+            ]
+            vec = self.user_encoder.encode(texts) if texts else np.zeros((0, self.item_embeddings.shape[1]))
+            empty = data.history_lengths()[users] == 0
+            vec[empty] = 0.0
+            return vec.astype(np.float32)
+        rows, cols, vals = recency_weights(data, users, cfg.n_recent, cfg.decay)
         vec = np.zeros((len(users), self.item_embeddings.shape[1]), dtype=np.float32)
         np.add.at(vec, rows, self.item_embeddings[cols] * vals[:, None])
         norms = np.linalg.norm(vec, axis=1, keepdims=True)
@@ -74,3 +149,15 @@ class TextScorer(Scorer):
     def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
         emb = self.item_embeddings if items is None else self.item_embeddings[items]
         return self.user_vectors(users) @ emb.T  # (users, dim) @ (dim, items)
+
+
+class EncoderScorer(TextScorer):
+    """The fine-tuned encoder of ``recsys train-encoder``: a text scorer that requires a checkpoint."""
+
+    name = "encoder"
+
+    def __init__(self, config: TextScorerConfig | None = None, **options: Any) -> None:
+        cfg = make_config(TextScorerConfig, config, options)
+        if cfg.checkpoint is None:
+            raise ConfigError("the 'encoder' model needs a checkpoint: --set encoder.checkpoint=RUN_DIR")
+        super().__init__(cfg)

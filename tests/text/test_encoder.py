@@ -63,17 +63,17 @@ def test_cache_hit_miss_and_key(encoder, tmp_path):
     other = TextEncoder(max_length=16)
     _, info4 = cached_embeddings(other, TEXTS[:3], tmp_path)
     assert info4["key"] != info["key"], "a different max_length must not reuse embeddings"
-    assert not list(tmp_path.glob(".*.tmp")), "no temporary files left behind"
+    assert not list(tmp_path.glob(".*")), "no temporary files left behind"
 
 
 def test_damaged_cache_entry_is_recomputed(encoder, tmp_path):
     a, info = cached_embeddings(encoder, TEXTS[:2], tmp_path)
-    (tmp_path / f"{info['key']}.npy").write_bytes(b"garbage")
+    (tmp_path / info["key"] / "embeddings.npy").write_bytes(b"garbage")
     b, info2 = cached_embeddings(encoder, TEXTS[:2], tmp_path)
     assert info2["cache"] == "miss"
     np.testing.assert_allclose(a, b, atol=1e-6)
-    meta = json.loads((tmp_path / f"{info['key']}.json").read_text())
-    assert meta["encoder"]["weights"] == encoder.identity()["weights"]
+    meta = json.loads((tmp_path / info["key"] / "store.json").read_text())
+    assert meta["identity"]["weights"] == encoder.identity()["weights"]
 
 
 def test_bad_model_folder_and_options(tmp_path):
@@ -81,3 +81,11 @@ def test_bad_model_folder_and_options(tmp_path):
         TextEncoder(model_path=str(tmp_path))
     with pytest.raises(ConfigError, match="pooling"):
         TextEncoder(pooling="max")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_reduced_precision_parity(encoder, precision):
+    texts = [*TEXTS, "Digital caliper 150 mm", "Epoxy resin two-part, clear", "LED headlamp rechargeable"]
+    fast = TextEncoder(precision=precision, batch_size=4).encode(texts)
+    cos = np.sum(fast * encoder.encode(texts), axis=1)
+    assert cos.min() >= 0.99, cos

@@ -1,0 +1,117 @@
+"""Fine-tuning on the synthetic shop: the loss falls, it beats zero-shot, LoRA, resume, checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recsys.data import synthetic_dataset
+from recsys.errors import ArtifactError, ConfigError
+from recsys.scorers.text import resolve_checkpoint
+from recsys.text.train import EncoderTrainConfig, EncoderTrainer, train_encoder
+
+pytestmark = pytest.mark.slow
+
+SMALL = {"batch_size": 16, "max_length": 24, "eval_users": 0, "seed": 0, "threads": 0}
+
+
+@pytest.fixture(scope="module")
+def shop():
+    # Successor chains are not in the text: only behaviour can teach them.
+    return synthetic_dataset(n_users=150, n_items=60, n_categories=6, chain_prob=0.7, seed=5)
+
+
+def test_training_lowers_loss_and_beats_zero_shot(shop, tmp_path):
+    cfg = EncoderTrainConfig(**SMALL, max_steps=30, eval_every=15, learning_rate=2e-4, n_recent=1)
+    trainer = EncoderTrainer(shop, cfg, tmp_path / "run")
+    batch = next(iter(trainer._batches(0)))
+    with torch.no_grad():
+        before = trainer._loss(batch)[0].item()
+    result = trainer.run(progress=False)
+    with torch.no_grad():
+        after = trainer._loss(batch)[0].item()
+    assert after < before
+    zero_shot = result.history[0]
+    assert result.history[0]["step"] == 0
+    assert result.best_metrics["ndcg@10"] > zero_shot["ndcg@10"] + 0.02, result.history
+    folder, meta = resolve_checkpoint(tmp_path / "run")
+    assert meta["step"] == result.best_step and meta["data_fingerprint"] == trainer.data.fingerprint
+    assert meta["base_model"]["weights"] and (folder / "item_tower" / "model.safetensors").exists()
+
+
+def test_lora_changes_only_adapter_weights(shop, tmp_path):
+    cfg = EncoderTrainConfig(**SMALL, mode="lora", max_steps=3, eval_every=100, eval_at_start=False)
+    trainer = EncoderTrainer(shop, cfg, tmp_path / "lora")
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.run(progress=False)
+    after = trainer.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed, "training changed nothing"
+    assert all("lora_" in k for k in changed), sorted(changed)[:5]
+    assert any("lora_B" in k for k in changed)
+    # The export merges the adapters: a plain transformers folder that differs from the base model.
+    folder, _ = resolve_checkpoint(tmp_path / "lora")
+    assert (folder / "item_tower" / "config.json").exists()
+    assert not (folder / "item_tower" / "adapter_config.json").exists()
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_gives_the_same_state(shop, tmp_path):
+    cfg = EncoderTrainConfig(**SMALL, max_steps=6, eval_every=100, eval_at_start=False, save_every=1)
+    straight = EncoderTrainer(shop, cfg, tmp_path / "straight")
+    straight.run(progress=False)
+
+    broken = EncoderTrainer(shop, cfg, tmp_path / "broken")
+    save = broken.save_state
+
+    def save_then_die() -> None:
+        save()
+        if broken.step == 3:
+            raise Interrupt
+
+    broken.save_state = save_then_die  # type: ignore[method-assign]
+    with pytest.raises(Interrupt):
+        broken.run(progress=False)
+    resumed = EncoderTrainer(shop, cfg, tmp_path / "broken")
+    result = resumed.run(progress=False)
+    assert result.steps == 6 and resumed.examples == straight.examples
+    for (name, a), (_, b) in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_resume_with_other_settings_is_refused(shop, tmp_path):
+    cfg = EncoderTrainConfig(**SMALL, max_steps=1, eval_every=100, eval_at_start=False)
+    train_encoder(shop, tmp_path / "r", cfg, progress=False)
+    other = EncoderTrainConfig(**{**SMALL, "batch_size": 8}, max_steps=1, eval_every=100, eval_at_start=False)
+    with pytest.raises(ArtifactError, match="other settings"):
+        train_encoder(shop, tmp_path / "r", other, progress=False)
+
+
+def test_text_mode_separate_towers_and_hard_negatives(shop, tmp_path):
+    cfg = EncoderTrainConfig(
+        **SMALL,
+        user_input="text",
+        shared_towers=False,
+        hard_negatives=4,
+        max_steps=2,
+        eval_every=100,
+        eval_at_start=False,
+        user_max_length=48,
+    )
+    result = train_encoder(shop, tmp_path / "t", cfg, progress=False)
+    folder, meta = resolve_checkpoint(tmp_path / "t")
+    assert set(meta["towers"]) == {"item", "user"} and meta["scorer"]["user_input"] == "text"
+    assert np.isfinite(result.best_metrics["ndcg@10"])
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ConfigError):
+        EncoderTrainConfig(mode="qlora")
+    with pytest.raises(ConfigError):
+        EncoderTrainConfig(user_input="images")
