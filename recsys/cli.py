@@ -51,7 +51,7 @@ config file (--config, TOML), every key optional:
   mode = "lora"            # full | lora
   user_input = "items"     # items: pool recent items' embeddings; text: user text through the user tower
   n_recent = 3             # items that make the user side
-  max_length = 48          # item text tokens
+  max_length = 64          # item text tokens
   batch_size = 64          # pairs per step (in-batch negatives)
   learning_rate = 0.0      # 0: 5e-5 full, 5e-4 LoRA
   epochs = 1.0

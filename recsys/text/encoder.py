@@ -23,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 POOLINGS = ("mean", "cls")
+PROJECTION = "projection.npy"  # optional (d_out, d_in) matrix applied after pooling (fine-tuned models)
 PRECISIONS = ("fp32", "bf16", "int8")
 
 
@@ -63,7 +64,7 @@ def weights_digest(path: str, mtime_ns: int) -> str:
     h = hashlib.sha256()
     folder = Path(path)
     for f in sorted(folder.iterdir()):
-        if f.suffix in (".safetensors", ".bin", ".json", ".txt") and f.is_file():
+        if f.suffix in (".safetensors", ".bin", ".json", ".txt", ".npy") and f.is_file():
             h.update(f.name.encode())
             with f.open("rb") as fh:
                 for block in iter(lambda: fh.read(1 << 22), b""):
@@ -87,6 +88,7 @@ class TextEncoder:
             raise ArtifactError(f"{self.path} is not a transformers model folder (no config.json)")
         self._model: Any = None
         self._tokenizer: Any = None
+        self._projection: Any = None
 
     def _load(self) -> None:
         if self._model is not None:
@@ -105,6 +107,8 @@ class TextEncoder:
                 warnings.simplefilter("ignore")  # torch marks eager-mode quantisation deprecated
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         self._model = model
+        projection = self.path / PROJECTION
+        self._projection = torch.from_numpy(np.load(projection)) if projection.exists() else None
 
     @property
     def model(self) -> Any:
@@ -158,6 +162,8 @@ class TextEncoder:
                 hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
                 pooled = mean_pool(hidden, mask) if cfg.pooling == "mean" else hidden[:, 0]
                 pooled = pooled.float()
+                if self._projection is not None:
+                    pooled = pooled @ self._projection.T  # (B, d) @ (d, d_out)
                 if cfg.normalize:
                     pooled = torch.nn.functional.normalize(pooled, dim=-1)
                 out[batch] = pooled.numpy()

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from recsys.errors import ConfigError
-from recsys.text.encoder import default_model_path, mean_pool
+from recsys.text.encoder import PROJECTION, default_model_path, mean_pool
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -33,11 +34,17 @@ class TwoTowerConfig:
     shared_towers: bool = True
     lora_rank: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ("query", "key", "value", "dense")
     # Train only the top N transformer layers (0: all). The layers below are frozen, so their
     # outputs for the item texts can be computed once and reused: about 3x faster per step with N=2.
     train_layers: int = 0
+    # Dropout inside the transformer while training. Off by default: the negative bank holds
+    # embeddings computed without dropout, and a positive computed with it would stand out.
+    dropout: float = 0.0
+    # A linear projection after pooling (identity at the start): a learned metric over the text
+    # embedding space, cheap to train and saved beside the weights as ``projection.npy``.
+    projection: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -56,6 +63,9 @@ def _load_tower(cfg: TwoTowerConfig) -> nn.Module:
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(cfg.base_path, local_files_only=True)
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = cfg.dropout
     n_layers = len(model.encoder.layer)
     first = frozen_layers(cfg, n_layers)
     if cfg.mode == "lora":
@@ -99,17 +109,27 @@ class TwoTower(nn.Module):
         self.config = config
         self.item_tower = _load_tower(config)
         self.user_tower = self.item_tower if config.shared_towers else _load_tower(config)
+        self.dim = dim = int(_bert(self.item_tower).config.hidden_size)
+        self.item_head = _head(dim) if config.projection else nn.Identity()
+        self.user_head = self.item_head if config.shared_towers or not config.projection else _head(dim)
 
-    @staticmethod
-    def _encode(tower: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _encode(
+        self, tower: nn.Module, head: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         hidden = tower(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, d)
-        return nn.functional.normalize(mean_pool(hidden, attention_mask), dim=-1)  # (B, d)
+        return nn.functional.normalize(head(mean_pool(hidden, attention_mask)), dim=-1)  # (B, d)
 
     def encode_items(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self._encode(self.item_tower, input_ids, attention_mask)
+        return self._encode(self.item_tower, self.item_head, input_ids, attention_mask)
 
     def encode_users(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self._encode(self.user_tower, input_ids, attention_mask)
+        return self._encode(self.user_tower, self.user_head, input_ids, attention_mask)
+
+    def pooled_items(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled item states before the projection, no gradient: (B, d)."""
+        with torch.no_grad():
+            hidden = self.item_tower(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return mean_pool(hidden, attention_mask)
 
     @property
     def n_frozen(self) -> int:
@@ -131,7 +151,7 @@ class TwoTower(nn.Module):
         mask = self._mask(bert, attention_mask, hidden)
         for layer in bert.encoder.layer[self.n_frozen :]:
             hidden = layer(hidden, mask)
-        return nn.functional.normalize(mean_pool(hidden, attention_mask), dim=-1)
+        return nn.functional.normalize(self.item_head(mean_pool(hidden, attention_mask)), dim=-1)
 
     @staticmethod
     def _mask(bert: Any, attention_mask: torch.Tensor, hidden: torch.Tensor) -> Any:
@@ -157,6 +177,7 @@ class TwoTower(nn.Module):
     def export(self, folder: Path, tokenizer: Any) -> dict[str, str]:
         """Write each tower as a plain transformers folder (LoRA merged); returns tower → subfolder."""
         out = {}
+        heads = {"item": self.item_head, "user": self.user_head}
         for name, tower in self.towers().items():
             plain: Any = copy.deepcopy(tower)
             if self.config.mode == "lora":
@@ -164,5 +185,14 @@ class TwoTower(nn.Module):
             target = folder / f"{name}_tower"
             plain.save_pretrained(target, safe_serialization=True)
             tokenizer.save_pretrained(target)
+            head = heads[name]
+            if isinstance(head, nn.Linear):
+                np.save(target / PROJECTION, head.weight.detach().cpu().numpy().astype(np.float32))
             out[name] = target.name
         return out
+
+
+def _head(dim: int) -> nn.Linear:
+    head = nn.Linear(dim, dim, bias=False)
+    nn.init.eye_(head.weight)  # starts as the pretrained embedding space
+    return head

@@ -53,7 +53,7 @@ class EncoderTrainConfig:
     n_recent: int = 3
     decay: float = 0.5
     separator: str = " | "
-    max_length: int = 48  # item text tokens
+    max_length: int = 64  # item text tokens
     user_max_length: int = 128  # user text tokens (text mode)
     # Model.
     base_model: str | None = None
@@ -61,9 +61,15 @@ class EncoderTrainConfig:
     shared_towers: bool = True
     lora_rank: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ("query", "key", "value", "dense")
     train_layers: int = 0  # train only the top N layers (0: all); lower layers' outputs are cached
+    dropout: float = 0.0  # transformer dropout while training
+    projection: bool = True  # a linear projection after pooling (see recsys.text.model)
+    # Stage 1 (items mode): train the projection alone over the frozen pooled embeddings of every
+    # item, with a full softmax over the catalogue: seconds per epoch. Stage 2 then fine-tunes.
+    head_epochs: int = 14
+    head_learning_rate: float = 3e-3  # decays linearly to 0 over the stage
     # Optimisation.
     batch_size: int = 64  # pairs per micro-batch
     grad_accum: int = 1
@@ -75,6 +81,12 @@ class EncoderTrainConfig:
     max_steps: int = 0  # 0: no limit
     max_minutes: float = 0.0  # 0: no limit; counts time across resumed runs
     hard_negatives: int = 0  # per user, from ALS's top items outside the history
+    # Candidates from the whole catalogue: every item's embedding, re-encoded every ``bank_refresh``
+    # steps and held fixed in between (a target network, as in MoCo or DQN); the gradient flows
+    # through the user side. The loss is then a full softmax over the catalogue, as the evaluation
+    # ranks it. Mixing fresh positives with stale negatives instead lets the model tell them apart
+    # by age, which it learns quickly and which does not generalise. 0: in-batch negatives only.
+    bank_refresh: int = 50
     # Early stopping and checkpoints.
     split_kind: str = "auto"
     eval_every: int = 100
@@ -108,6 +120,8 @@ class EncoderTrainConfig:
             lora_dropout=self.lora_dropout,
             lora_targets=tuple(self.lora_targets),
             train_layers=self.train_layers,
+            dropout=self.dropout,
+            projection=self.projection,
         )
 
     @property
@@ -216,6 +230,8 @@ class EncoderTrainer:
         )
         self.loss_fn = InfoNCELoss(cfg.temperature)
         self.hard = self._hard_negatives() if cfg.hard_negatives else None
+        self.bank: torch.Tensor | None = None  # (n_items, d) catalogue embeddings, no gradient
+        self.bank_step = -1
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -223,6 +239,7 @@ class EncoderTrainer:
         self.elapsed = 0.0
         self.best: dict[str, Any] = {"ndcg@10": -1.0, "step": -1}
         self.bad_evals = 0
+        self.head_done = False
         self.history: list[dict[str, Any]] = []
 
     # ----- data -------------------------------------------------------------------------------
@@ -341,13 +358,87 @@ class EncoderTrainer:
         out[order] = stacked
         return out
 
+    def _pooled_all(self, batch: int = 128) -> torch.Tensor:
+        """Every item's pooled state before the projection (eval mode, no gradient): (n_items, d)."""
+        self.model.eval()
+        out = torch.empty((self.data.n_items, self.model.dim), device=self.device)
+        head, self.model.item_head = self.model.item_head, torch.nn.Identity()
+        try:
+            with torch.no_grad():
+                for s in range(0, self.data.n_items, batch):
+                    rows = np.arange(s, min(s + batch, self.data.n_items))
+                    # With the projection swapped out, this is the normalised pooled state; the
+                    # projection has no bias, so the scale does not matter after it is normalised again.
+                    out[rows] = self._encode_item_rows(rows)
+        finally:
+            self.model.item_head = head
+            self.model.train()
+        return out
+
+    def train_head(self, progress: bool = False) -> None:
+        """Stage 1: fit the projection alone over frozen pooled embeddings (full softmax)."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        t0 = time.perf_counter()
+        pooled = self._pooled_all()
+        n = cfg.n_recent
+        contexts = np.full((len(self.pairs), n), 0, dtype=np.int64)
+        weights = np.zeros((len(self.pairs), n), dtype=np.float32)
+        targets = np.empty(len(self.pairs), dtype=np.int64)
+        for p, (u, t) in enumerate(zip(self.pairs.users, self.pairs.steps, strict=True)):
+            seq = self.data.history(int(u))
+            ctx = seq[max(0, t - n) : t][::-1]  # newest first
+            contexts[p, : len(ctx)] = ctx
+            weights[p, : len(ctx)] = cfg.decay ** np.arange(len(ctx))
+            targets[p] = seq[t]
+        ctx_t, w_t = (
+            torch.as_tensor(contexts, device=self.device),
+            torch.as_tensor(weights, device=self.device),
+        )
+        head = self.model.item_head
+        optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.head_learning_rate, weight_decay=0.0)
+        rng = np.random.default_rng([cfg.seed, 1])
+        size = 512
+        bar = tqdm(total=cfg.head_epochs, desc="projection (stage 1)", unit="epoch", disable=not progress)
+        for epoch in range(cfg.head_epochs):
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.head_learning_rate * (1 - epoch / cfg.head_epochs)
+            order = rng.permutation(len(targets))
+            for start in range(0, len(order), size):
+                idx = order[start : start + size]
+                emb = torch.nn.functional.normalize(head(pooled), dim=-1)  # (n_items, d)
+                users = torch.nn.functional.normalize(
+                    (emb[ctx_t[idx]] * w_t[idx][..., None]).sum(dim=1), dim=-1
+                )
+                exclude = torch.as_tensor(
+                    self.data.matrix[self.pairs.users[idx]].toarray() > 0, device=self.device
+                )
+                loss = self.loss_fn(users, emb, torch.as_tensor(targets[idx], device=self.device), exclude)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.update(1)
+        bar.close()
+        self.head_done = True
+        self.elapsed += time.perf_counter() - t0
+        log.info("projection trained in %.0fs (%d epochs)", time.perf_counter() - t0, cfg.head_epochs)
+
+    def refresh_bank(self, embeddings: np.ndarray | None = None) -> None:
+        """Re-encode the catalogue for the negative bank (or take embeddings just computed)."""
+        emb = self.encode_all_items() if embeddings is None else embeddings
+        self.bank = torch.as_tensor(emb, device=self.device)
+        self.bank_step = self.step
+
     def _loss(self, batch: ItemBatch | TextBatch) -> tuple[torch.Tensor, int]:
         extra = np.empty(0, dtype=np.int64)
-        if self.hard is not None:
+        if self.hard is not None and self.bank is None:
             extra = np.unique(self.hard[batch.owners].ravel())
         if isinstance(batch, ItemBatch):
             extra = np.setdiff1d(extra, batch.items)
-            emb = self._encode_item_rows(np.concatenate([batch.items, extra]))  # (U + H, d)
+            rows = np.concatenate([batch.items, extra])
+            emb = self._encode_item_rows(rows)  # (U + H, d)
             ctx = torch.as_tensor(batch.context.clip(min=0), device=self.device)
             w = torch.as_tensor(batch.weights, device=self.device)
             users = torch.nn.functional.normalize((emb[ctx] * w[..., None]).sum(dim=1), dim=-1)  # (P, d)
@@ -355,10 +446,16 @@ class EncoderTrainer:
             targets = batch.targets
         else:
             extra = np.setdiff1d(extra, batch.targets)
+            rows = np.concatenate([batch.targets, extra])
             users = self._encode_users(batch.user_texts)  # (P, d)
-            emb = self._encode_item_rows(np.concatenate([batch.targets, extra]))  # (P + H, d)
+            emb = self._encode_item_rows(rows)  # (P + H, d)
             exclude = np.concatenate([batch.exclude, self._history_mask(batch.owners, extra)], axis=1)
             targets = np.arange(len(batch.targets))
+        if self.bank is not None:
+            # Full softmax over the catalogue, every candidate from the fixed bank (no gradient).
+            emb = self.bank  # (n_items, d)
+            targets = rows[targets]
+            exclude = self.data.matrix[batch.owners].toarray() > 0  # the users' histories
         loss = self.loss_fn(
             users,
             emb,
@@ -376,7 +473,10 @@ class EncoderTrainer:
     def validate(self) -> dict[str, float]:
         cfg = self.config
         scorer_cfg = TextScorerConfig(**cfg.scorer_settings(), model_path=None)
-        scorer = _LiveScorer(scorer_cfg, self).fit(self.data, item_embeddings=self.encode_all_items())
+        embeddings = self.encode_all_items()
+        if cfg.bank_refresh:
+            self.refresh_bank(embeddings)
+        scorer = _LiveScorer(scorer_cfg, self).fit(self.data, item_embeddings=embeddings)
         return evaluate(scorer, self.data, self.eval_split, ks=(10, 50), coverage_k=()).metrics
 
     def _meta(self, metrics: dict[str, float]) -> dict[str, Any]:
@@ -423,6 +523,7 @@ class EncoderTrainer:
                 "examples": self.examples,
                 "elapsed": self.elapsed,
                 "bad_evals": self.bad_evals,
+                "head_done": self.head_done,
             },
             "best": self.best,
             "history": self.history,
@@ -499,6 +600,10 @@ class EncoderTrainer:
             (self.run_dir / "history.jsonl").unlink(missing_ok=True)
             if cfg.eval_at_start:
                 self._evaluate_and_keep()
+        if not self.head_done and cfg.projection and cfg.head_epochs and cfg.user_input == "items":
+            self.train_head(progress)
+            self._evaluate_and_keep()
+            self.save_state()
         self.model.train()
         start = time.perf_counter()
         elapsed0 = self.elapsed
@@ -522,6 +627,8 @@ class EncoderTrainer:
             for index, batch in enumerate(self._batches(self.epoch)):
                 if index < self.batch_in_epoch:
                     continue  # resumed: these were trained before the interruption
+                if cfg.bank_refresh and (self.bank is None or self.step - self.bank_step >= cfg.bank_refresh):
+                    self.refresh_bank()
                 loss, n = self._loss(batch)
                 (loss / cfg.grad_accum).backward()
                 self.examples += n

@@ -8,7 +8,7 @@ import torch
 
 from recsys.data import synthetic_dataset
 from recsys.errors import ArtifactError, ConfigError
-from recsys.scorers.text import resolve_checkpoint
+from recsys.scorers.text import TextScorer, resolve_checkpoint
 from recsys.text.train import EncoderTrainConfig, EncoderTrainer, train_encoder
 
 pytestmark = pytest.mark.slow
@@ -38,6 +38,18 @@ def test_training_lowers_loss_and_beats_zero_shot(shop, tmp_path):
     folder, meta = resolve_checkpoint(tmp_path / "run")
     assert meta["step"] == result.best_step and meta["data_fingerprint"] == trainer.data.fingerprint
     assert meta["base_model"]["weights"] and (folder / "item_tower" / "model.safetensors").exists()
+    assert (folder / "item_tower" / "projection.npy").exists()
+
+
+def test_exported_checkpoint_encodes_like_the_trainer(shop, tmp_path):
+    cfg = EncoderTrainConfig(**SMALL, max_steps=3, eval_every=100, eval_at_start=False, head_epochs=2,
+                             train_layers=2)
+    trainer = EncoderTrainer(shop, cfg, tmp_path / "run")
+    trainer.run(progress=False)
+    trainer.save_best({"ndcg@10": 0.0})  # export the final state
+    live = trainer.encode_all_items()
+    scorer = TextScorer(checkpoint=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache")).fit(trainer.data)
+    np.testing.assert_allclose(scorer.item_embeddings, live, atol=1e-5)
 
 
 def test_lora_changes_only_adapter_weights(shop, tmp_path):
@@ -48,7 +60,8 @@ def test_lora_changes_only_adapter_weights(shop, tmp_path):
     after = trainer.model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed, "training changed nothing"
-    assert all("lora_" in k for k in changed), sorted(changed)[:5]
+    # Only the adapters (and the projection after pooling, which is not a base weight) move.
+    assert all("lora_" in k or k.startswith("item_head.") for k in changed), sorted(changed)[:5]
     assert any("lora_B" in k for k in changed)
     # The export merges the adapters: a plain transformers folder that differs from the base model.
     folder, _ = resolve_checkpoint(tmp_path / "lora")
@@ -105,7 +118,7 @@ def test_text_mode_separate_towers_and_hard_negatives(shop, tmp_path):
         user_max_length=48,
     )
     result = train_encoder(shop, tmp_path / "t", cfg, progress=False)
-    folder, meta = resolve_checkpoint(tmp_path / "t")
+    _, meta = resolve_checkpoint(tmp_path / "t")
     assert set(meta["towers"]) == {"item", "user"} and meta["scorer"]["user_input"] == "text"
     assert np.isfinite(result.best_metrics["ndcg@10"])
 
