@@ -34,7 +34,7 @@ class EncoderConfig:
     batch_size: int = 64
     pooling: str = "mean"
     normalize: bool = True
-    # bf16: autocast (fast only on CPUs with native bf16); int8: dynamic quantisation of the linear layers
+    # bf16: autocast (fast only on CPUs with native bf16); int8: dynamic quantisation of the attention
     precision: str = "fp32"
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
 
@@ -72,6 +72,27 @@ def weights_digest(path: str, mtime_ns: int) -> str:
     return h.hexdigest()[:16]
 
 
+def quantize_attention(model: Any) -> Any:
+    """Dynamic int8 (per-channel weights) on the attention projections; the feed-forward stays fp32.
+
+    Quantising the feed-forward layers too drops the cosine to fp32 to about 0.96 on MiniLM (the
+    activations after GELU have outliers); the attention projections alone keep it above 0.99.
+    """
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    chosen = {
+        name: per_channel_dynamic_qconfig
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and ".attention." in f".{name}."
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch marks eager-mode quantisation deprecated
+        return quantize_dynamic(model, chosen, dtype=torch.qint8)
+
+
 def mean_pool(hidden: Any, mask: Any) -> Any:
     """Average of the token states where the mask is 1: (batch, tokens, dim) → (batch, dim)."""
     m = mask.unsqueeze(-1).to(hidden.dtype)  # (batch, tokens, 1)
@@ -101,11 +122,7 @@ class TextEncoder:
         self._tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
         if self.config.precision == "int8":
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch marks eager-mode quantisation deprecated
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            model = quantize_attention(model)
         self._model = model
         projection = self.path / PROJECTION
         self._projection = torch.from_numpy(np.load(projection)) if projection.exists() else None

@@ -86,7 +86,7 @@ class EncoderTrainConfig:
     # through the user side. The loss is then a full softmax over the catalogue, as the evaluation
     # ranks it. Mixing fresh positives with stale negatives instead lets the model tell them apart
     # by age, which it learns quickly and which does not generalise. 0: in-batch negatives only.
-    bank_refresh: int = 50
+    bank_refresh: int = 0
     # Early stopping and checkpoints.
     split_kind: str = "auto"
     eval_every: int = 100
@@ -530,6 +530,7 @@ class EncoderTrainer:
             "config": asdict(self.config),
             "data_fingerprint": self.data.fingerprint,
             "torch_rng": torch.get_rng_state(),
+            "bank": (self.bank.cpu(), self.bank_step) if self.bank is not None else None,
         }
         with atomic_writer(self.run_dir / "state.pt") as fh:
             torch.save(state, fh)
@@ -551,6 +552,8 @@ class EncoderTrainer:
             setattr(self, key, value)
         self.best, self.history = state["best"], state["history"]
         torch.set_rng_state(state["torch_rng"])
+        if state.get("bank") is not None:
+            self.bank, self.bank_step = state["bank"][0].to(self.device), state["bank"][1]
         log.info(
             "resumed %s at step %d (epoch %d, batch %d)",
             self.run_dir,

@@ -42,8 +42,9 @@ def test_training_lowers_loss_and_beats_zero_shot(shop, tmp_path):
 
 
 def test_exported_checkpoint_encodes_like_the_trainer(shop, tmp_path):
-    cfg = EncoderTrainConfig(**SMALL, max_steps=3, eval_every=100, eval_at_start=False, head_epochs=2,
-                             train_layers=2)
+    cfg = EncoderTrainConfig(
+        **SMALL, max_steps=3, eval_every=100, eval_at_start=False, head_epochs=2, train_layers=2
+    )
     trainer = EncoderTrainer(shop, cfg, tmp_path / "run")
     trainer.run(progress=False)
     trainer.save_best({"ndcg@10": 0.0})  # export the final state
@@ -61,7 +62,9 @@ def test_lora_changes_only_adapter_weights(shop, tmp_path):
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed, "training changed nothing"
     # Only the adapters (and the projection after pooling, which is not a base weight) move.
-    assert all("lora_" in k or k.startswith("item_head.") for k in changed), sorted(changed)[:5]
+    assert all("lora_" in k or k.split(".")[0] in ("item_head", "user_head") for k in changed), sorted(
+        changed
+    )[:5]
     assert any("lora_B" in k for k in changed)
     # The export merges the adapters: a plain transformers folder that differs from the base model.
     folder, _ = resolve_checkpoint(tmp_path / "lora")
@@ -73,8 +76,26 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_after_interruption_gives_the_same_state(shop, tmp_path):
-    cfg = EncoderTrainConfig(**SMALL, max_steps=6, eval_every=100, eval_at_start=False, save_every=1)
+@pytest.fixture
+def one_thread():
+    # Multi-threaded CPU kernels sum in varying order (differences of ~1e-6 between two identical
+    # runs); one thread makes runs bit-for-bit repeatable, so resume can be compared exactly.
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bank_refresh", [0, 2])
+def test_resume_after_interruption_gives_the_same_state(shop, tmp_path, one_thread, bank_refresh):
+    cfg = EncoderTrainConfig(
+        **{**SMALL, "threads": 1},
+        bank_refresh=bank_refresh,
+        max_steps=6,
+        eval_every=100,
+        eval_at_start=False,
+        save_every=1,
+        head_epochs=2,
+    )
     straight = EncoderTrainer(shop, cfg, tmp_path / "straight")
     straight.run(progress=False)
 
@@ -95,7 +116,7 @@ def test_resume_after_interruption_gives_the_same_state(shop, tmp_path):
     for (name, a), (_, b) in zip(
         straight.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
     ):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)
 
 
 def test_resume_with_other_settings_is_refused(shop, tmp_path):
