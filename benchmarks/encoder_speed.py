@@ -32,8 +32,9 @@ from recsys.text.encoder import TextEncoder, mean_pool
 
 
 def raw_forward(encoder: TextEncoder, texts: list[str]) -> np.ndarray:
-    """The plain transformers recipe: padded batches in input order."""
+    """The plain transformers recipe: padded batches in input order (plus the checkpoint's projection)."""
     tok, model, cfg = encoder.tokenizer, encoder.model, encoder.config
+    projection = encoder._projection
     out = []
     with torch.inference_mode():
         for s in range(0, len(texts), cfg.batch_size):
@@ -45,9 +46,10 @@ def raw_forward(encoder: TextEncoder, texts: list[str]) -> np.ndarray:
                 return_tensors="pt",
             )
             hidden = model(**batch).last_hidden_state
-            out.append(
-                torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1).numpy()
-            )
+            pooled = mean_pool(hidden, batch["attention_mask"])
+            if projection is not None:
+                pooled = pooled @ projection.T
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
     return np.concatenate(out)
 
 

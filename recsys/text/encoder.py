@@ -180,7 +180,7 @@ class TextEncoder:
                 pooled = mean_pool(hidden, mask) if cfg.pooling == "mean" else hidden[:, 0]
                 pooled = pooled.float()
                 if self._projection is not None:
-                    pooled = pooled @ self._projection.T  # (B, d) @ (d, d_out)
+                    pooled = (pooled @ self._projection.T).float()  # (B, d) @ (d, d_out); fp32 under autocast
                 if cfg.normalize:
                     pooled = torch.nn.functional.normalize(pooled, dim=-1)
                 out[batch] = pooled.numpy()

@@ -89,3 +89,14 @@ def test_reduced_precision_parity(encoder, precision):
     fast = TextEncoder(precision=precision, batch_size=4).encode(texts)
     cos = np.sum(fast * encoder.encode(texts), axis=1)
     assert cos.min() >= 0.99, cos
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_reduced_precision_with_a_fine_tuned_projection(encoder_checkpoint, precision):
+    from recsys.scorers.text import resolve_checkpoint
+
+    folder, _ = resolve_checkpoint(encoder_checkpoint)
+    path = str(folder / "item_tower")
+    reference = TextEncoder(model_path=path).encode(TEXTS)
+    fast = TextEncoder(model_path=path, precision=precision).encode(TEXTS)
+    assert fast.dtype == np.float32 and np.sum(fast * reference, axis=1).min() >= 0.99
