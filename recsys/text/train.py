@@ -40,103 +40,11 @@ from recsys.evaluation.protocol import evaluate
 from recsys.scorers.text import CHECKPOINT_META, TextScorer, TextScorerConfig
 from recsys.text.encoder import weights_digest
 from recsys.text.losses import InfoNCELoss
-from recsys.text.model import TwoTower, TwoTowerConfig
+from recsys.text.model import TwoTower
 from recsys.text.pairs import ItemBatch, TextBatch, item_batches, next_item_pairs, text_batches
+from recsys.text.train_config import EncoderTrainConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EncoderTrainConfig:
-    # What the user side sees (kept in the checkpoint for the scorer).
-    user_input: str = "items"  # items: pool the item tower's embeddings of recent items; text: user tower
-    n_recent: int = 3
-    decay: float = 0.5
-    separator: str = " | "
-    max_length: int = 64  # item text tokens
-    user_max_length: int = 128  # user text tokens (text mode)
-    # Model.
-    base_model: str | None = None
-    mode: str = "full"  # full | lora
-    shared_towers: bool = True
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ("query", "key", "value", "dense")
-    train_layers: int = 0  # train only the top N layers (0: all); lower layers' outputs are cached
-    dropout: float = 0.0  # transformer dropout while training
-    projection: bool = True  # a linear projection after pooling (see recsys.text.model)
-    # Stage 1 (items mode): train the projection alone over the frozen pooled embeddings of every
-    # item, with a full softmax over the catalogue: seconds per epoch. Stage 2 then fine-tunes.
-    head_epochs: int = 14
-    head_learning_rate: float = 3e-3  # decays linearly to 0 over the stage
-    # Optimisation.
-    batch_size: int = 64  # pairs per micro-batch
-    grad_accum: int = 1
-    learning_rate: float = 0.0  # 0: 5e-5 for full fine-tuning, 5e-4 for LoRA
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.05
-    temperature: float = 0.05
-    epochs: float = 1.0
-    max_steps: int = 0  # 0: no limit
-    max_minutes: float = 0.0  # 0: no limit; counts time across resumed runs
-    hard_negatives: int = 0  # per user, from ALS's top items outside the history
-    # Candidates from the whole catalogue: every item's embedding, re-encoded every ``bank_refresh``
-    # steps and held fixed in between (a target network, as in MoCo or DQN); the gradient flows
-    # through the user side. The loss is then a full softmax over the catalogue, as the evaluation
-    # ranks it. Mixing fresh positives with stale negatives instead lets the model tell them apart
-    # by age, which it learns quickly and which does not generalise. 0: in-batch negatives only.
-    bank_refresh: int = 0
-    # Early stopping and checkpoints.
-    split_kind: str = "auto"
-    eval_every: int = 100
-    eval_users: int = 2000  # validation users scored per evaluation (0: all)
-    patience: int = 3
-    eval_at_start: bool = True
-    save_every: int = 50
-    # Runtime.
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0
-
-    def __post_init__(self) -> None:
-        if self.user_input not in ("items", "text"):
-            raise ConfigError(f"user_input must be 'items' or 'text', not {self.user_input!r}")
-        if self.batch_size < 2 or self.grad_accum < 1 or self.n_recent < 1:
-            raise ConfigError("batch_size must be >= 2, grad_accum and n_recent >= 1")
-        if self.epochs <= 0 or self.temperature <= 0 or self.eval_every < 1 or self.save_every < 1:
-            raise ConfigError("epochs, temperature, eval_every and save_every must be positive")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError("device must be auto, cpu or cuda")
-        self.model_config()  # validates mode and LoRA settings
-
-    def model_config(self) -> TwoTowerConfig:
-        return TwoTowerConfig(
-            base_model=self.base_model,
-            mode=self.mode,
-            shared_towers=self.shared_towers,
-            lora_rank=self.lora_rank,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            lora_targets=tuple(self.lora_targets),
-            train_layers=self.train_layers,
-            dropout=self.dropout,
-            projection=self.projection,
-        )
-
-    @property
-    def lr(self) -> float:
-        return self.learning_rate or (5e-4 if self.mode == "lora" else 5e-5)
-
-    def scorer_settings(self) -> dict[str, Any]:
-        return {
-            "user_input": self.user_input,
-            "n_recent": self.n_recent,
-            "decay": self.decay,
-            "max_length": self.max_length,
-            "user_max_length": self.user_max_length,
-            "separator": self.separator,
-        }
 
 
 @dataclass
