@@ -5,6 +5,7 @@ from recsys.data.dataset import Dataset
 from recsys.data.io import load_files, read_interactions, read_items, scan_table
 from recsys.data.split import (
     Split,
+    all_interactions,
     cold_items,
     cold_start_split,
     leave_one_out,
@@ -25,6 +26,7 @@ __all__ = [
     "Split",
     "SyntheticConfig",
     "TrainData",
+    "all_interactions",
     "cold_items",
     "cold_start_split",
     "leave_one_out",

@@ -17,7 +17,7 @@ import polars as pl
 from recsys.data.dataset import Dataset
 from recsys.errors import ConfigError, DataError
 
-SplitName = Literal["valid", "test"]
+SplitName = Literal["valid", "test", "all"]
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,16 @@ def make_split(dataset: Dataset, which: SplitName, kind: str = "auto", **options
     if kind == "temporal":
         return temporal_split(dataset, which, **options)
     raise ConfigError(f"unknown split kind {kind!r}; valid: auto, leave-one-out, temporal")
+
+
+def all_interactions(dataset: Dataset) -> Split:
+    """Every interaction as training data and no targets: what a model to serve is fitted on."""
+    return Split(
+        name="all",
+        train=dataset.interactions,
+        targets=dataset.interactions.select("user_id", "item_id").clear(),
+        protocol={"kind": "all interactions"},
+    )
 
 
 def cold_items(dataset: Dataset, fraction: float, seed: int = 0) -> pl.Series:

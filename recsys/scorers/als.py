@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from recsys.config import make_config
 from recsys.errors import ConfigError
 from recsys.scorers.factor import FactorScorer
@@ -45,3 +47,21 @@ class ALSScorer(FactorScorer):
             random_state=c.seed,
             num_threads=c.threads,
         )
+
+    def fold_in(self, histories: list[np.ndarray]) -> np.ndarray:
+        """The ALS user step for each history, item factors fixed (what one more sweep would give).
+
+        x = (YᵀY + Yᵀ(C − I)Y + λI)⁻¹ Yᵀ C p with confidence c = 1 + alpha on the history's items.
+        """
+        y = self.item_factors.astype(np.float64)
+        gram = y.T @ y + self.config.regularization * np.eye(y.shape[1])
+        out = np.zeros((len(histories), y.shape[1]), dtype=np.float32)
+        for r, h in enumerate(histories):
+            items = np.unique(h)
+            if len(items) == 0:
+                continue
+            yi = y[items]  # (n, factors)
+            a = gram + self.config.alpha * yi.T @ yi
+            b = (1.0 + self.config.alpha) * yi.sum(axis=0)
+            out[r] = np.linalg.solve(a, b)
+        return out

@@ -54,6 +54,24 @@ class Scorer(ABC):
         out = self._score(users, items)
         return np.ascontiguousarray(out, dtype=np.float32)
 
+    def score_histories(self, histories: list[np.ndarray], items: np.ndarray | None = None) -> np.ndarray:
+        """Scores for users given only their recent item rows (oldest first): anonymous sessions.
+
+        Same shape and conventions as ``score``; a scorer that needs a learned user state folds the
+        history in or raises ``NotImplementedError``.
+        """
+        data = self.data
+        for h in histories:
+            if len(h) and (np.min(h) < 0 or np.max(h) >= data.n_items):
+                raise IndexError(f"history item rows must be in [0, {data.n_items})")
+        if items is not None:
+            items = np.asarray(items, dtype=np.int64)
+        out = self._score_histories([np.asarray(h, dtype=np.int64) for h in histories], items)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def _score_histories(self, histories: list[np.ndarray], items: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} cannot score a history without a trained user")
+
     def describe(self) -> dict[str, Any]:
         """Name and configuration, for results and artifacts."""
         from dataclasses import asdict, is_dataclass
@@ -69,9 +87,16 @@ def recency_weights(
 
     Returns (row in ``users``, item row, weight) triplets, for building sparse profiles.
     """
+    return history_weights([data.history(int(u)) for u in users], n_recent, decay)
+
+
+def history_weights(
+    histories: list[np.ndarray], n_recent: int, decay: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``recency_weights`` over explicit histories (item rows, oldest first)."""
     rows, cols, vals = [], [], []
-    for r, u in enumerate(users):
-        hist = data.history(int(u))[-n_recent:][::-1]  # newest first
+    for r, h in enumerate(histories):
+        hist = h[-n_recent:][::-1]  # newest first
         rows.append(np.full(len(hist), r))
         cols.append(hist)
         vals.append(decay ** np.arange(len(hist)))

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from recsys.config import make_config
 from recsys.data.train_data import TrainData
 from recsys.errors import ConfigError
-from recsys.scorers.base import Scorer, recency_weights
+from recsys.scorers.base import Scorer, history_weights, recency_weights
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,16 @@ class CovisitScorer(Scorer):
         return sp.csr_matrix((vals, (rows, cols)), shape=(len(users), self.data.n_items))
 
     def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
+        return self._from_profiles(self.profiles(users), items)
+
+    def _score_histories(self, histories: list[np.ndarray], items: np.ndarray | None) -> np.ndarray:
+        rows, cols, vals = history_weights(histories, self.config.n_recent, self.config.decay)
+        profiles = sp.csr_matrix((vals, (rows, cols)), shape=(len(histories), self.data.n_items))
+        return self._from_profiles(profiles, items)
+
+    def _from_profiles(self, profiles: sp.csr_matrix, items: np.ndarray | None) -> np.ndarray:
         matrix = self.matrix if items is None else self.matrix[:, items]
-        scores = (self.profiles(users) @ matrix).toarray()
+        scores = (profiles @ matrix).toarray()
         if self.tiebreak is not None:
             scores += self.tiebreak if items is None else self.tiebreak[items]
         return scores

@@ -40,9 +40,19 @@ class FactorScorer(Scorer):
     def _fit_matrix(self, data: TrainData) -> Any:
         return data.matrix
 
+    def fold_in(self, histories: list[np.ndarray]) -> np.ndarray:
+        """User factors for histories the model was not trained on: (len(histories), factors)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot fold in a new history")
+
     def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
+        return self._from_factors(self.user_factors[users], items)
+
+    def _score_histories(self, histories: list[np.ndarray], items: np.ndarray | None) -> np.ndarray:
+        return self._from_factors(self.fold_in(histories), items)
+
+    def _from_factors(self, user_f: np.ndarray, items: np.ndarray | None) -> np.ndarray:
         item_f = self.item_factors if items is None else self.item_factors[items]
-        scores = self.user_factors[users] @ item_f.T  # (users, factors) @ (factors, items)
+        scores = user_f @ item_f.T  # (users, factors) @ (factors, items)
         if len(self.unseen):
             unseen = self.unseen if items is None else np.flatnonzero(np.isin(items, self.unseen))
             scores[:, unseen] = -np.inf

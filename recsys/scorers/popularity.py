@@ -37,3 +37,6 @@ class PopularityScorer(Scorer):
     def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
         row = self.counts if items is None else self.counts[items]
         return np.tile(row, (len(users), 1))
+
+    def _score_histories(self, histories: list[np.ndarray], items: np.ndarray | None) -> np.ndarray:
+        return self._score(np.zeros(len(histories), dtype=np.int64), items)

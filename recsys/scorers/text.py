@@ -25,7 +25,7 @@ import numpy as np
 from recsys.config import make_config
 from recsys.data.train_data import TrainData
 from recsys.errors import ArtifactError, ConfigError
-from recsys.scorers.base import Scorer, recency_weights
+from recsys.scorers.base import Scorer, history_weights
 from recsys.text.cache import cached_embeddings
 from recsys.text.encoder import EncoderConfig, TextEncoder
 from recsys.text.pairs import user_text
@@ -131,17 +131,19 @@ class TextScorer(Scorer):
 
     def user_vectors(self, users: np.ndarray) -> np.ndarray:
         """(len(users), dim) unit vectors; zero for a user without history."""
+        return self.history_vectors([self.data.history(int(u)) for u in users])
+
+    def history_vectors(self, histories: list[np.ndarray]) -> np.ndarray:
+        """(len(histories), dim) unit vectors of item-row histories (oldest first); zero when empty."""
         cfg, data = self.config, self.data
         if cfg.user_input == "text":
-            texts = [
-                user_text(data.item_text, data.history(int(u)), cfg.n_recent, cfg.separator) for u in users
-            ]
+            texts = [user_text(data.item_text, h, cfg.n_recent, cfg.separator) for h in histories]
             vec = self.user_encoder.encode(texts) if texts else np.zeros((0, self.item_embeddings.shape[1]))
-            empty = data.history_lengths()[users] == 0
+            empty = np.array([len(h) == 0 for h in histories], dtype=bool)
             vec[empty] = 0.0
             return vec.astype(np.float32)
-        rows, cols, vals = recency_weights(data, users, cfg.n_recent, cfg.decay)
-        vec = np.zeros((len(users), self.item_embeddings.shape[1]), dtype=np.float32)
+        rows, cols, vals = history_weights(histories, cfg.n_recent, cfg.decay)
+        vec = np.zeros((len(histories), self.item_embeddings.shape[1]), dtype=np.float32)
         np.add.at(vec, rows, self.item_embeddings[cols] * vals[:, None])
         norms = np.linalg.norm(vec, axis=1, keepdims=True)
         return vec / np.maximum(norms, 1e-12)
@@ -149,6 +151,10 @@ class TextScorer(Scorer):
     def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
         emb = self.item_embeddings if items is None else self.item_embeddings[items]
         return self.user_vectors(users) @ emb.T  # (users, dim) @ (dim, items)
+
+    def _score_histories(self, histories: list[np.ndarray], items: np.ndarray | None) -> np.ndarray:
+        emb = self.item_embeddings if items is None else self.item_embeddings[items]
+        return self.history_vectors(histories) @ emb.T
 
 
 class EncoderScorer(TextScorer):

@@ -1,0 +1,185 @@
+"""Features of (user, candidate item) pairs for the ranker, as polars expressions over one frame.
+
+Everything is computed from the training histories the scorers were fitted on, so when the ranker
+learns from validation targets, no feature has seen the target (``tests/rank/test_leakage.py``).
+
+Raw columns, gathered from the scorers' catalogue-wide matrices (``candidates.score_chunk``):
+``<scorer>_score`` and ``<scorer>_rank`` for every scorer; text similarity of the candidate to the
+last item and to the recent items (fine-tuned embeddings); the co-visitation transition count from
+the last item; popularity overall and among users' latest items; history length; repeat flag.
+Derived with expressions: each score's gap to the user's best candidate, category and brand
+affinity (the share of the user's history in the candidate's category / brand), source flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys.data.train_data import TrainData
+from recsys.rank.candidates import ScoredChunk
+
+N_RECENT = 5  # recent items compared by text similarity
+
+
+@dataclass
+class ItemSide:
+    """Per-item statistics and embeddings the features read; built once from the training data."""
+
+    embeddings: np.ndarray  # (n_items, d) unit vectors (the fine-tuned encoder's)
+    transitions: sp.csr_matrix  # (n_items, n_items) counts of item → next item
+    popularity: np.ndarray  # (n_items,) training interactions
+    popularity_recent: np.ndarray  # (n_items,) how often the item is among users' last 3 items
+    category: np.ndarray  # (n_items,) int code, -1 unknown
+    brand: np.ndarray  # (n_items,) int code, -1 unknown
+    category_names: np.ndarray  # (n_items,) str, "" unknown
+    category_labels: np.ndarray  # (n_items,) str: the name without the words every category starts with
+    brand_names: np.ndarray  # (n_items,) str, "" unknown
+
+    @classmethod
+    def build(cls, data: TrainData, embeddings: np.ndarray) -> ItemSide:
+        seq, indptr, n = data.seq_items, data.seq_indptr, data.n_items
+        user_of = np.repeat(np.arange(data.n_users), np.diff(indptr))
+        same = user_of[:-1] == user_of[1:]
+        trans = sp.csr_matrix(
+            (np.ones(int(same.sum()), np.float32), (seq[:-1][same], seq[1:][same])), shape=(n, n)
+        )
+        position_from_end = np.repeat(indptr[1:], np.diff(indptr)) - np.arange(len(seq))  # 1 = last
+        recent = np.bincount(seq[position_from_end <= 3], minlength=n).astype(np.float32)
+        return cls(
+            embeddings=np.ascontiguousarray(embeddings, dtype=np.float32),
+            transitions=trans,
+            popularity=data.item_counts.astype(np.float32),
+            popularity_recent=recent,
+            category=_codes(_names(data.item_frame, "category")),
+            brand=_codes(_names(data.item_frame, "brand")),
+            category_names=_names(data.item_frame, "category"),
+            category_labels=_labels(_names(data.item_frame, "category")),
+            brand_names=_names(data.item_frame, "brand"),
+        )
+
+
+def _names(items: pl.DataFrame, column: str) -> np.ndarray:
+    if column not in items.columns:
+        return np.full(items.height, "", dtype=object)
+    return np.array(items[column].fill_null("").str.strip_chars().to_list(), dtype=object)
+
+
+def _labels(names: np.ndarray) -> np.ndarray:
+    """Names without their common leading words ("Industrial & Scientific ..." in a one-department shop)."""
+    words = [str(n).split() for n in names if n]
+    common = 0
+    if words:
+        shortest = min(len(w) for w in words)
+        while common < shortest - 1 and len({tuple(w[: common + 1]) for w in words}) == 1:
+            common += 1
+    return np.array([" ".join(str(n).split()[common:]) for n in names], dtype=object)
+
+
+def _codes(names: np.ndarray) -> np.ndarray:
+    """Integer codes of the names, -1 for the empty name."""
+    uniques, codes = np.unique(names.astype(str), return_inverse=True)
+    codes = codes.astype(np.int32)
+    if len(uniques) and uniques[0] == "":
+        codes -= 1  # "" sorts first: it becomes -1
+    return codes
+
+
+def _recent_matrix(histories: list[np.ndarray], n: int) -> np.ndarray:
+    """(U, n) the last ``n`` items per user, newest first, -1 padded."""
+    out = np.full((len(histories), n), -1, dtype=np.int64)
+    for r, h in enumerate(histories):
+        tail = h[-n:][::-1]
+        out[r, : len(tail)] = tail
+    return out
+
+
+# ----- expression factories -------------------------------------------------------------------------
+def gap_to_best(column: str) -> pl.Expr:
+    """How far below the user's best candidate on this score (0 for the best)."""
+    return (pl.col(column) - pl.col(column).max().over("row")).alias(f"{column}_gap")
+
+
+def from_source(scorer: str, depth: int) -> pl.Expr:
+    return (pl.col(f"{scorer}_rank") < depth).cast(pl.Int8).alias(f"from_{scorer}")
+
+
+def affinity(kind: str) -> pl.Expr:
+    """Share of the user's history in the candidate's category (or brand); 0 when unknown."""
+    share = pl.col(f"{kind}_count") / pl.col("history_length").clip(lower_bound=1)
+    return pl.when(pl.col(kind) >= 0).then(share.fill_null(0.0)).otherwise(0.0).alias(f"{kind}_affinity")
+
+
+def build_features(
+    chunk: ScoredChunk,
+    rows: np.ndarray,
+    items: np.ndarray,
+    side: ItemSide,
+    depth: dict[str, int],
+) -> pl.DataFrame:
+    """One row per (chunk row, item) pair with every feature; ``FEATURES`` lists the model's columns."""
+    recent = _recent_matrix(chunk.histories, N_RECENT)  # (U, N_RECENT)
+    lengths = np.array([len(h) for h in chunk.histories], dtype=np.int32)
+    cols: dict[str, np.ndarray] = {"row": rows, "item": items}
+    for name, s in chunk.scores.items():
+        v = s[rows, items].astype(np.float32)
+        v[~np.isfinite(v)] = np.nan  # LightGBM: missing
+        cols[f"{name}_score"] = v
+        cols[f"{name}_rank"] = chunk.ranks[name][rows, items]
+    # Text similarity to the recent items: (U, N_RECENT, n_items) per chunk would be large, so gather
+    # per pair from (P, d) · (P, N_RECENT, d).
+    emb = side.embeddings
+    sims = np.full((len(rows), N_RECENT), np.nan, dtype=np.float32)
+    for j in range(N_RECENT):
+        prev = recent[rows, j]
+        ok = prev >= 0
+        sims[ok, j] = np.einsum("pd,pd->p", emb[items[ok]], emb[prev[ok]])
+    cols["sim_last"] = sims[:, 0]
+    with np.errstate(all="ignore"):
+        cols["sim_max"] = np.where(np.isnan(sims).all(1), np.nan, np.nanmax(np.nan_to_num(sims, nan=-2), 1))
+        cols["sim_mean"] = np.nanmean(sims, axis=1) if len(rows) else np.zeros(0, np.float32)
+    last = recent[rows, 0]
+    trans = np.zeros(len(rows), dtype=np.float32)
+    ok = last >= 0
+    if ok.any():
+        trans[ok] = np.asarray(side.transitions[last[ok], items[ok]]).ravel()
+    cols["transition_from_last"] = trans
+    cols["popularity"] = side.popularity[items]
+    cols["popularity_recent"] = side.popularity_recent[items]
+    cols["history_length"] = lengths[rows]
+    hist_rows = np.repeat(np.arange(len(chunk.histories)), lengths)
+    hist_items = np.concatenate(chunk.histories) if len(hist_rows) else np.zeros(0, np.int64)
+    seen = sp.csr_matrix(
+        (np.ones(len(hist_rows), np.int8), (hist_rows, hist_items)), shape=(len(lengths), len(emb))
+    )
+    cols["repeat"] = (np.asarray(seen[rows, items]).ravel() > 0).astype(np.int8)
+    cols["category"] = side.category[items]
+    cols["brand"] = side.brand[items]
+    frame = pl.DataFrame(cols)
+
+    history = pl.DataFrame(
+        {"row": hist_rows, "category": side.category[hist_items], "brand": side.brand[hist_items]}
+    )
+    for kind in ("category", "brand"):
+        counts = history.filter(pl.col(kind) >= 0).group_by("row", kind).agg(pl.len().alias(f"{kind}_count"))
+        frame = frame.join(counts, on=["row", kind], how="left")
+    return frame.with_columns(
+        *[gap_to_best(f"{name}_score") for name in chunk.scores],
+        *[from_source(name, n) for name, n in depth.items()],
+        affinity("category"),
+        affinity("brand"),
+    ).sort("row", "item")
+
+
+def feature_names(scorers: list[str], depth: dict[str, int]) -> list[str]:
+    """The model's input columns, in order."""
+    names: list[str] = []
+    for s in scorers:
+        names += [f"{s}_score", f"{s}_rank", f"{s}_score_gap"]
+    names += ["sim_last", "sim_max", "sim_mean", "transition_from_last", "popularity", "popularity_recent"]
+    names += ["history_length", "repeat", "category_affinity", "brand_affinity"]
+    names += [f"from_{s}" for s in depth]
+    return names

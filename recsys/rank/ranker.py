@@ -1,0 +1,173 @@
+"""The learned ranking stage: LightGBM LambdaRank over candidate features, one query per user.
+
+Labels come from held-out next items (the validation targets) with features built from the
+histories before them; a share of the users is kept aside for early stopping on NDCG@10.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from recsys.errors import ArtifactError, ConfigError, NotFittedError
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    num_leaves: int = 31
+    learning_rate: float = 0.05
+    max_rounds: int = 2000
+    min_data_in_leaf: int = 50
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    lambda_l2: float = 1.0
+    early_stopping_rounds: int = 100
+    holdout_users: float = 0.15  # share of labelled users kept aside for early stopping
+    truncation_level: int = 30  # LambdaRank: pairs considered below the top of each list
+    seed: int = 0
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.holdout_users < 1.0:
+            raise ConfigError("ranker.holdout_users must be in (0, 1)")
+        if self.num_leaves < 2 or self.max_rounds < 1 or self.learning_rate <= 0:
+            raise ConfigError("ranker: num_leaves >= 2, max_rounds >= 1 and learning_rate > 0 are required")
+
+
+class Ranker:
+    """A LambdaRank model over named feature columns."""
+
+    def __init__(self, config: RankerConfig, features: list[str]) -> None:
+        self.config = config
+        self.features = list(features)
+        self.booster: Any = None
+        self.info: dict[str, Any] = {}
+
+    def _params(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [10],
+            "num_leaves": c.num_leaves,
+            "learning_rate": c.learning_rate,
+            "min_data_in_leaf": c.min_data_in_leaf,
+            "feature_fraction": c.feature_fraction,
+            "bagging_fraction": c.bagging_fraction,
+            "bagging_freq": 1,
+            "lambda_l2": c.lambda_l2,
+            "lambdarank_truncation_level": c.truncation_level,
+            "seed": c.seed,
+            "deterministic": True,
+            "force_col_wise": True,
+            "num_threads": c.threads,
+            "verbosity": -1,
+        }
+
+    def fit(self, frame: pl.DataFrame, *, progress: bool = False) -> Ranker:
+        """Train on ``frame`` (columns ``user``, ``label`` and the features), sorted by user.
+
+        Users without a positive among their candidates teach LambdaRank nothing and are dropped.
+        """
+        import lightgbm as lgb
+
+        missing = [c for c in ("user", "label", *self.features) if c not in frame.columns]
+        if missing:
+            raise ConfigError(f"ranker training frame lacks columns {missing}")
+        useful = frame.group_by("user").agg(pl.col("label").max().alias("has")).filter(pl.col("has") > 0)
+        frame = frame.join(useful.select("user"), on="user", how="semi").sort("user")
+        users = frame["user"].unique().sort().to_numpy()
+        if len(users) < 10:
+            raise ConfigError(f"only {len(users)} users have their target among the candidates; need >= 10")
+        rng = np.random.default_rng(self.config.seed)
+        held = rng.random(len(users)) < self.config.holdout_users
+        held_users = pl.Series("user", users[held])
+        parts = {
+            "train": frame.filter(~pl.col("user").is_in(held_users.implode())),
+            "valid": frame.filter(pl.col("user").is_in(held_users.implode())),
+        }
+        sets = {}
+        for name, part in parts.items():
+            groups = part.group_by("user", maintain_order=True).len()["len"].to_numpy()
+            sets[name] = lgb.Dataset(
+                part.select(self.features).to_numpy().astype(np.float32),
+                label=part["label"].to_numpy(),
+                group=groups,
+                feature_name=self.features,
+                free_raw_data=True,
+            )
+        sets["valid"].reference = sets["train"]
+        evals: dict[str, Any] = {}
+        callbacks: list[Any] = [
+            lgb.early_stopping(self.config.early_stopping_rounds, verbose=False),
+            lgb.record_evaluation(evals),
+        ]
+        if progress:
+            callbacks.append(lgb.log_evaluation(100))
+        self.booster = lgb.train(
+            self._params(),
+            sets["train"],
+            num_boost_round=self.config.max_rounds,
+            valid_sets=[sets["valid"]],
+            valid_names=["holdout"],
+            callbacks=callbacks,
+        )
+        curve = evals["holdout"]["ndcg@10"]
+        self.info = {
+            "train_users": int((~held).sum()),
+            "holdout_users": int(held.sum()),
+            "train_rows": parts["train"].height,
+            "best_round": int(self.booster.best_iteration),
+            "holdout_ndcg@10": float(curve[self.booster.best_iteration - 1]),
+        }
+        return self
+
+    def _check(self) -> Any:
+        if self.booster is None:
+            raise NotFittedError("the ranker is not trained: call fit() or load it from an artifact")
+        return self.booster
+
+    @property
+    def _rounds(self) -> int | None:
+        best = int(getattr(self.booster, "best_iteration", 0) or 0)
+        return best if best > 0 else None  # a loaded model holds only its best rounds
+
+    def predict(self, frame: pl.DataFrame) -> np.ndarray:
+        x = frame.select(self.features).to_numpy().astype(np.float32)
+        return np.asarray(self._check().predict(x, num_iteration=self._rounds), np.float64)
+
+    def contributions(self, frame: pl.DataFrame) -> np.ndarray:
+        """(rows, n_features) each feature's additive contribution to the score (TreeSHAP)."""
+        x = frame.select(self.features).to_numpy().astype(np.float32)
+        out = self._check().predict(x, num_iteration=self._rounds, pred_contrib=True)
+        return np.asarray(out)[:, : len(self.features)]
+
+    def importance(self) -> dict[str, float]:
+        """Total gain per feature, largest first."""
+        gains = self._check().feature_importance(importance_type="gain", iteration=self._rounds)
+        pairs = sorted(zip(self.features, gains.tolist(), strict=True), key=lambda p: -p[1])
+        return {name: round(float(g), 2) for name, g in pairs}
+
+    # ----- persistence ------------------------------------------------------------------------
+    def save(self, folder: Path) -> dict[str, Any]:
+        text = self._check().model_to_string(num_iteration=self._rounds)
+        (folder / "ranker.txt").write_text(text)
+        return {"config": asdict(self.config), "features": self.features, "info": self.info}
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict[str, Any]) -> Ranker:
+        import lightgbm as lgb
+
+        path = folder / "ranker.txt"
+        if not path.exists():
+            raise ArtifactError(f"{folder} has no ranker.txt")
+        ranker = cls(RankerConfig(**meta["config"]), meta["features"])
+        ranker.booster = lgb.Booster(model_file=str(path))
+        if list(ranker.booster.feature_name()) != ranker.features:
+            raise ArtifactError(f"{path} was trained on other features than its manifest lists")
+        ranker.info = meta.get("info", {})
+        return ranker

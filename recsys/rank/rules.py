@@ -1,0 +1,89 @@
+"""Business rules after ranking: seen items, category and item filters, a diversity cap.
+
+Rules never reorder: they drop items from the ranked list and keep the best ``k`` of the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from recsys.data.train_data import TrainData
+from recsys.errors import ConfigError
+from recsys.rank.features import ItemSide
+
+
+@dataclass(frozen=True)
+class Filters:
+    exclude_seen: bool = True  # drop the user's own history
+    include_categories: tuple[str, ...] | None = None  # only these categories (exact category strings)
+    exclude_categories: tuple[str, ...] = ()
+    include_items: tuple[str, ...] | None = None  # only these item ids
+    exclude_items: tuple[str, ...] = ()
+    max_per_category: int | None = None  # at most this many items of one category per list
+
+    def __post_init__(self) -> None:
+        if self.max_per_category is not None and self.max_per_category < 1:
+            raise ConfigError(f"max_per_category must be at least 1, not {self.max_per_category}")
+        for name in ("include_categories", "exclude_categories", "include_items", "exclude_items"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise ConfigError(f"{name} must be a list of strings, not the string {value!r}")
+            if value is not None:
+                object.__setattr__(self, name, tuple(str(v) for v in value))
+
+
+def _item_mask(ids: tuple[str, ...], data: TrainData) -> np.ndarray:
+    mask = np.zeros(data.n_items, dtype=bool)
+    rows = data.items.index(pl.Series(list(ids), dtype=pl.String))
+    mask[rows[rows >= 0]] = True
+    return mask
+
+
+def allowed_items(filters: Filters, side: ItemSide, data: TrainData) -> np.ndarray:
+    """(n_items,) True where an item passes the item and category filters."""
+    ok = np.ones(data.n_items, dtype=bool)
+    if filters.include_items is not None:
+        ok &= _item_mask(filters.include_items, data)
+    if filters.exclude_items:
+        ok &= ~_item_mask(filters.exclude_items, data)
+    if filters.include_categories is not None:
+        ok &= np.isin(side.category_names, list(filters.include_categories))
+    if filters.exclude_categories:
+        ok &= ~np.isin(side.category_names, list(filters.exclude_categories))
+    return ok
+
+
+def apply_rules(
+    scored: pl.DataFrame,
+    side: ItemSide,
+    data: TrainData,
+    histories: list[np.ndarray],
+    filters: Filters,
+    k: int,
+) -> pl.DataFrame:
+    """The best ``k`` rows per ``row`` of ``scored`` (columns row, item, score, …) that pass ``filters``,
+    ordered by row, then score (ties: lower item row first)."""
+    ok = allowed_items(filters, side, data)
+    keep = ok[scored["item"].to_numpy()]
+    if filters.exclude_seen and len(histories):
+        lengths = np.array([len(h) for h in histories])
+        seen = pl.DataFrame(
+            {
+                "row": np.repeat(np.arange(len(histories)), lengths),
+                "item": np.concatenate(histories) if lengths.sum() else np.zeros(0, np.int64),
+            },
+            schema={"row": scored.schema["row"], "item": scored.schema["item"]},
+        )
+        scored = scored.filter(pl.Series(keep)).join(seen, on=["row", "item"], how="anti")
+    else:
+        scored = scored.filter(pl.Series(keep))
+    ranked = scored.sort(["row", "score", "item"], descending=[False, True, False])
+    if filters.max_per_category is not None:
+        ranked = ranked.with_columns(_cat=pl.Series(side.category[ranked["item"].to_numpy()]))
+        ranked = ranked.filter(
+            (pl.col("_cat") < 0) | (pl.int_range(pl.len()).over("row", "_cat") < filters.max_per_category)
+        ).drop("_cat")
+    return ranked.filter(pl.int_range(pl.len()).over("row") < k)

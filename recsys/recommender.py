@@ -1,0 +1,361 @@
+"""The ``Recommender``: candidates → features → LambdaRank → rules → top-K, with reasons.
+
+One object, three callers: serving (per request), batch scoring (per chunk) and evaluation all call
+``recommend_rows`` underneath, so offline metrics describe what is served.
+
+- ``recommend(user_ids, k, filters)``: known users (their training histories); an unknown id is
+  treated as an anonymous user with no history (popular items).
+- ``recommend_session(item_ids, k, filters)``: an anonymous session given only recent item ids;
+  scorers that need a trained user fold the history in (ALS) or work from it directly.
+- ``rank(user_id, candidate_ids)``: a backend's own list, ordered by the same model.
+
+``train_recommender`` learns the ranker from the validation targets (features from the histories
+before them) and refits the scorers on the serving data. ``save``/``load`` use one folder with a
+manifest (versions, configs, data fingerprint); see ``recsys.artifacts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from recsys.config import make_config
+from recsys.data.dataset import Dataset
+from recsys.data.split import Split, make_split
+from recsys.data.train_data import TrainData
+from recsys.errors import ConfigError
+from recsys.rank.candidates import ScoredChunk, merge_candidates, score_chunk
+from recsys.rank.features import ItemSide, build_features, feature_names
+from recsys.rank.ranker import Ranker, RankerConfig
+from recsys.rank.reasons import explain
+from recsys.rank.rules import Filters, apply_rules
+from recsys.scorers import build_scorer
+from recsys.scorers.base import Scorer
+from recsys.scorers.text import TextScorer
+
+log = logging.getLogger(__name__)
+
+
+def _default_scorers() -> dict[str, dict[str, Any]]:
+    return {
+        "als": {"model": "als"},
+        "covisit": {"model": "covisit"},
+        # Symmetric co-occurrence within one position: the strongest co-visitation variant measured.
+        "cooc": {"model": "covisit", "cooccurrence_weight": 1.0, "window": 1},
+        "text": {"model": "text", "n_recent": 1},
+        "popularity": {"model": "popularity"},
+    }
+
+
+def _default_candidates() -> dict[str, int]:
+    return {"als": 100, "covisit": 50, "cooc": 50, "text": 50, "popularity": 20}
+
+
+@dataclass(frozen=True)
+class RecommenderConfig:
+    # Scorers by feature name: {"model": registry name, **its options}.
+    scorers: dict[str, dict[str, Any]] = field(default_factory=_default_scorers)
+    # Candidate sources: scorer name → how many of its best items enter the candidate set.
+    candidates: dict[str, int] = field(default_factory=_default_candidates)
+    ranker: dict[str, Any] = field(default_factory=dict)  # RankerConfig options
+    # The text scorer whose item embeddings feed the similarity features (and the reasons).
+    embeddings_from: str = "text"
+    chunk_size: int = 512
+
+    def __post_init__(self) -> None:
+        for name, spec in self.scorers.items():
+            if "model" not in spec:
+                raise ConfigError(f"scorer {name!r} needs a 'model' (one of the registry names)")
+        unknown = [s for s in self.candidates if s not in self.scorers]
+        if unknown or not self.candidates:
+            raise ConfigError(f"candidate sources {unknown} are not among the scorers {list(self.scorers)}")
+        if self.scorers.get(self.embeddings_from, {}).get("model") not in ("text", "encoder"):
+            raise ConfigError(f"embeddings_from={self.embeddings_from!r} must name a text or encoder scorer")
+        if self.chunk_size < 1:
+            raise ConfigError("chunk_size must be at least 1")
+        self.ranker_config()
+
+    def ranker_config(self) -> RankerConfig:
+        return make_config(RankerConfig, None, self.ranker)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    score: float
+    reasons: list[str]
+
+
+def fit_scorers(config: RecommenderConfig, data: TrainData, progress: bool = False) -> dict[str, Scorer]:
+    scorers: dict[str, Scorer] = {}
+    for name, spec in config.scorers.items():
+        t0 = time.perf_counter()
+        options = {k: v for k, v in spec.items() if k != "model"}
+        scorers[name] = build_scorer(spec["model"], options).fit(data)
+        log.info("fitted %s in %.1fs", name, time.perf_counter() - t0)
+    return scorers
+
+
+def _embeddings(scorers: dict[str, Scorer], name: str) -> np.ndarray:
+    scorer = scorers[name]
+    if not isinstance(scorer, TextScorer):
+        raise ConfigError(f"embeddings_from={name!r} is not a text scorer")
+    return scorer.item_embeddings
+
+
+class Recommender:
+    """Fitted scorers, item statistics and the ranker, over one catalogue and set of histories."""
+
+    def __init__(
+        self,
+        config: RecommenderConfig,
+        data: TrainData,
+        scorers: dict[str, Scorer],
+        ranker: Ranker,
+        side: ItemSide | None = None,
+    ) -> None:
+        self.config = config
+        self.data = data
+        self.scorers = scorers
+        self.ranker = ranker
+        self.side = side or ItemSide.build(data, _embeddings(scorers, config.embeddings_from))
+        self._titles = _titles(data.item_frame)
+
+    # ----- the one code path ------------------------------------------------------------------
+    def features(
+        self, histories: list[np.ndarray], users: np.ndarray | None = None, items: np.ndarray | None = None
+    ) -> tuple[ScoredChunk, pl.DataFrame]:
+        """Candidate (or given) items with their features for one chunk; ``row`` indexes the chunk."""
+        chunk = score_chunk(self.scorers, histories, users, exclude_history=items is None)
+        if items is None:
+            rows, cand = merge_candidates(chunk, self.config.candidates)
+        else:
+            rows, cand = np.zeros(len(items), dtype=np.int64), np.asarray(items, dtype=np.int64)
+        return chunk, build_features(chunk, rows, cand, self.side, self.config.candidates)
+
+    def score_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(pl.Series("score", self.ranker.predict(frame)))
+
+    def recommend_rows(
+        self,
+        histories: list[np.ndarray],
+        users: np.ndarray | None,
+        k: int,
+        filters: Filters | None = None,
+        *,
+        with_reasons: bool = True,
+    ) -> list[list[Recommendation]]:
+        """Top-``k`` per history (``users``: their training rows, or None for anonymous sessions)."""
+        filters = filters or Filters()
+        out: list[list[Recommendation]] = []
+        for s in range(0, len(histories), self.config.chunk_size):
+            hist = histories[s : s + self.config.chunk_size]
+            _, frame = self.features(hist, None if users is None else users[s : s + len(hist)])
+            scored = self.score_frame(frame)
+            picked = apply_rules(scored, self.side, self.data, hist, filters, k)
+            out.extend(self._to_recommendations(picked, hist, with_reasons))
+        return out
+
+    def _to_recommendations(
+        self, picked: pl.DataFrame, histories: list[np.ndarray], with_reasons: bool
+    ) -> list[list[Recommendation]]:
+        reasons = explain(self, picked, histories) if with_reasons and picked.height else [[]] * picked.height
+        lists: list[list[Recommendation]] = [[] for _ in histories]
+        ids = self.data.items.ids
+        for (row, item, score), why in zip(
+            picked.select("row", "item", "score").iter_rows(), reasons, strict=True
+        ):
+            lists[row].append(Recommendation(str(ids[item]), float(score), why))
+        return lists
+
+    # ----- public API -------------------------------------------------------------------------
+    def recommend(
+        self, user_ids: Sequence[str], k: int = 10, filters: Filters | None = None
+    ) -> list[list[Recommendation]]:
+        """Top-``k`` for each user id; an unknown user gets the anonymous (empty-history) list."""
+        _check_k(k)
+        rows = self.data.users.index(pl.Series(list(user_ids), dtype=pl.String))
+        known = rows >= 0
+        results: list[list[Recommendation]] = [[] for _ in user_ids]
+        if known.any():
+            kr = rows[known]
+            lists = self.recommend_rows([self.data.history(int(u)) for u in kr], kr, k, filters)
+            for pos, lst in zip(np.flatnonzero(known), lists, strict=True):
+                results[pos] = lst
+        if (~known).any():
+            anon = self.recommend_rows([np.zeros(0, np.int64)], None, k, filters)[0]
+            for pos in np.flatnonzero(~known):
+                results[pos] = anon
+        return results
+
+    def recommend_session(
+        self, item_ids: Sequence[str], k: int = 10, filters: Filters | None = None
+    ) -> list[Recommendation]:
+        """Top-``k`` for an anonymous session of recent item ids (oldest first); unknown ids are ignored."""
+        _check_k(k)
+        rows = self.item_rows(item_ids, strict=False)
+        return self.recommend_rows([rows[rows >= 0]], None, k, filters)[0]
+
+    def rank(self, user_id: str, candidate_ids: Sequence[str]) -> list[Recommendation]:
+        """``candidate_ids`` ordered for ``user_id`` (unknown user: no history); unknown items are refused."""
+        items = self.item_rows(candidate_ids, strict=True)
+        if len(items) == 0:
+            return []
+        row = int(self.data.users.index(pl.Series([user_id], dtype=pl.String))[0])
+        hist = [self.data.history(row)] if row >= 0 else [np.zeros(0, np.int64)]
+        users = np.array([row]) if row >= 0 else None
+        _, frame = self.features(hist, users, items)
+        scored = self.score_frame(frame).with_columns(pl.int_range(pl.len()).alias("position"))
+        scored = scored.sort(["score", "position"], descending=[True, False])
+        return self._to_recommendations(scored, hist, True)[0]
+
+    def item_rows(self, item_ids: Sequence[str], *, strict: bool) -> np.ndarray:
+        rows = self.data.items.index(pl.Series(list(item_ids), dtype=pl.String))
+        if strict and (rows < 0).any():
+            bad = [str(item_ids[i]) for i in np.flatnonzero(rows < 0)[:5]]
+            raise ConfigError(f"unknown item ids {bad} ({int((rows < 0).sum())} in all)")
+        return rows
+
+    def title(self, item: int) -> str:
+        return self._titles[item]
+
+
+def _titles(items: pl.DataFrame) -> list[str]:
+    for column in ("title", "text"):
+        if column in items.columns:
+            values = items[column].fill_null("").to_list()
+            ids = items["item_id"].to_list()
+            return [(v or i)[:80] for v, i in zip(values, ids, strict=True)]
+    return [str(i) for i in items["item_id"].to_list()]
+
+
+def _check_k(k: int) -> None:
+    if not isinstance(k, int) or k < 1:
+        raise ConfigError(f"k must be a positive integer, not {k!r}")
+
+
+# ----- training -----------------------------------------------------------------------------------
+def label_frame(
+    config: RecommenderConfig, scorers: dict[str, Scorer], data: TrainData, split: Split, side: ItemSide
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Features of every target user of ``split``, ``label`` = 1 on the target; and candidate recall."""
+    from tqdm.auto import tqdm
+
+    user_rows, item_rows = data.target_pairs(split)
+    order = np.argsort(user_rows, kind="stable")
+    user_rows, item_rows = user_rows[order], item_rows[order]
+    frames = []
+    hits: dict[str, dict[int, int]] = {}
+    depths = sorted({50, 100, 200} | set(config.candidates.values()))
+    for s in tqdm(range(0, len(user_rows), config.chunk_size), desc="candidates+features", leave=False):
+        users = user_rows[s : s + config.chunk_size]
+        targets = item_rows[s : s + config.chunk_size]
+        chunk = score_chunk(scorers, [data.history(int(u)) for u in users], users)
+        for name in scorers:
+            t_rank = chunk.ranks[name][np.arange(len(users)), targets]
+            t_ok = np.isfinite(chunk.scores[name][np.arange(len(users)), targets])
+            for d in depths:
+                hits.setdefault(name, {}).setdefault(d, 0)
+                hits[name][d] += int(((t_rank < d) & t_ok).sum())
+        rows, cand = merge_candidates(chunk, config.candidates)
+        frame = build_features(chunk, rows, cand, side, config.candidates)
+        # merge_candidates and build_features both order pairs by (row, item).
+        frame = frame.with_columns(
+            user=pl.Series(users[rows]), label=pl.Series((cand == targets[rows]).astype(np.int8))
+        )
+        frames.append(frame)
+    full = pl.concat(frames)
+    n = len(user_rows)
+    merged = full.group_by("user").agg(pl.col("label").max())["label"].sum()
+    recall = {name: {f"@{d}": round(h / n, 4) for d, h in per.items()} for name, per in hits.items()}
+    stats = {
+        "users": n,
+        "pairs": full.height,
+        "pairs_per_user": round(full.height / max(n, 1), 1),
+        "candidate_recall": {"merged": round(int(merged) / max(n, 1), 4), **recall},
+    }
+    return full, stats
+
+
+def train_recommender(
+    dataset: Dataset,
+    config: RecommenderConfig | None = None,
+    *,
+    serve_split: Split | None = None,
+    progress: bool = False,
+) -> tuple[Recommender, dict[str, Any]]:
+    """Learn the ranker on the validation targets, then refit the scorers on ``serve_split``'s
+    training data (default: every interaction) for the returned ``Recommender``.
+
+    Returns the recommender and a report: stage times, candidate recall on the validation
+    targets, the ranker's early-stopping figures and its feature importance.
+    """
+    from recsys.data.split import all_interactions
+
+    config = config or RecommenderConfig()
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    label_split = make_split(dataset, "valid")
+    label_data = TrainData.from_split(dataset, label_split)
+    scorers = fit_scorers(config, label_data, progress)
+    side = ItemSide.build(label_data, _embeddings(scorers, config.embeddings_from))
+    times["fit_scorers_valid"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    frame, stats = label_frame(config, scorers, label_data, label_split, side)
+    times["candidates_features"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ranker = Ranker(config.ranker_config(), feature_names(list(scorers), config.candidates))
+    ranker.fit(frame, progress=progress)
+    times["ranker"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    serve = serve_split or all_interactions(dataset)
+    serve_data = TrainData.from_split(dataset, serve)
+    recommender = Recommender(config, serve_data, fit_scorers(config, serve_data, progress), ranker)
+    times["fit_scorers_serve"] = time.perf_counter() - t0
+    report = {
+        "validation": stats,
+        "ranker": ranker.info,
+        "importance": ranker.importance(),
+        "seconds": {k: round(v, 1) for k, v in times.items()},
+    }
+    return recommender, report
+
+
+class HybridScorer(Scorer):
+    """A fitted ``Recommender`` behind the scorer interface, for the shared evaluator.
+
+    Candidates get the ranker's score; every other item scores below all of them, in the order of
+    the first candidate source (so full-ranking metrics beyond the candidate depth stay defined).
+    """
+
+    name = "hybrid"
+
+    def __init__(self, recommender: Recommender) -> None:
+        super().__init__()
+        self.recommender = recommender
+        self.config = recommender.config
+
+    def fit(self, data: TrainData) -> HybridScorer:
+        if data.fingerprint != self.recommender.data.fingerprint:
+            raise ConfigError("the recommender was fitted on other training data than the evaluation's")
+        self._data = data
+        return self
+
+    def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
+        rec = self.recommender
+        out = np.empty((len(users), self.data.n_items), dtype=np.float64)
+        for s in range(0, len(users), rec.config.chunk_size):
+            part = users[s : s + rec.config.chunk_size]
+            chunk, frame = rec.features([self.data.history(int(u)) for u in part], part)
+            first = next(iter(rec.config.candidates))
+            fallback = -1e6 - chunk.ranks[first].astype(np.float64)
+            score = rec.ranker.predict(frame)
+            fallback[frame["row"].to_numpy(), frame["item"].to_numpy()] = score
+            out[s : s + len(part)] = fallback
+        return out if items is None else out[:, items]
