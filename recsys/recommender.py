@@ -27,7 +27,7 @@ import polars as pl
 
 from recsys.config import make_config
 from recsys.data.dataset import Dataset
-from recsys.data.split import Split, make_split
+from recsys.data.split import Split, label_split
 from recsys.data.train_data import TrainData
 from recsys.errors import ConfigError
 from recsys.rank.candidates import ScoredChunk, merge_candidates, score_chunk
@@ -66,6 +66,10 @@ class RecommenderConfig:
     ranker: dict[str, Any] = field(default_factory=dict)  # RankerConfig options
     # The text scorer whose item embeddings feed the similarity features (and the reasons).
     embeddings_from: str = "text"
+    # Labelled events per user for the ranker: fold 0 is the validation target, fold f the event f
+    # places before it (scorers refitted on the history before each); more folds, more training queries.
+    label_folds: int = 1
+    split_kind: str = "auto"  # how labels are held out: auto | leave-one-out | temporal
     chunk_size: int = 512
 
     def __post_init__(self) -> None:
@@ -77,8 +81,8 @@ class RecommenderConfig:
             raise ConfigError(f"candidate sources {unknown} are not among the scorers {list(self.scorers)}")
         if self.scorers.get(self.embeddings_from, {}).get("model") not in ("text", "encoder"):
             raise ConfigError(f"embeddings_from={self.embeddings_from!r} must name a text or encoder scorer")
-        if self.chunk_size < 1:
-            raise ConfigError("chunk_size must be at least 1")
+        if self.chunk_size < 1 or self.label_folds < 1:
+            raise ConfigError("chunk_size and label_folds must be at least 1")
         self.ranker_config()
 
     def ranker_config(self) -> RankerConfig:
@@ -132,7 +136,7 @@ class Recommender:
         self, histories: list[np.ndarray], users: np.ndarray | None = None, items: np.ndarray | None = None
     ) -> tuple[ScoredChunk, pl.DataFrame]:
         """Candidate (or given) items with their features for one chunk; ``row`` indexes the chunk."""
-        chunk = score_chunk(self.scorers, histories, users, exclude_history=items is None)
+        chunk = score_chunk(self.scorers, histories, users, keep_raw=items is not None)
         if items is None:
             rows, cand = merge_candidates(chunk, self.config.candidates)
         else:
@@ -244,41 +248,47 @@ def _check_k(k: int) -> None:
 def label_frame(
     config: RecommenderConfig, scorers: dict[str, Scorer], data: TrainData, split: Split, side: ItemSide
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Features of every target user of ``split``, ``label`` = 1 on the target; and candidate recall."""
+    """Features of every target user of ``split``, ``label`` = 1 on their targets; and candidate recall.
+
+    Candidate recall is the share of targets among a source's best N items (N = 20, 50, 100, 200 and
+    the configured depth) and among the merged candidates: the ceiling of the ranker.
+    """
+    import scipy.sparse as sp
     from tqdm.auto import tqdm
 
-    user_rows, item_rows = data.target_pairs(split)
-    order = np.argsort(user_rows, kind="stable")
-    user_rows, item_rows = user_rows[order], item_rows[order]
+    target_users, target_items = data.target_pairs(split)
+    users_all = np.unique(target_users)
+    truth = sp.csr_matrix(
+        (np.ones(len(target_users), np.int8), (target_users, target_items)),
+        shape=(data.n_users, data.n_items),
+    )
+    truth.data[:] = 1
     frames = []
-    hits: dict[str, dict[int, int]] = {}
-    depths = sorted({50, 100, 200} | set(config.candidates.values()))
-    for s in tqdm(range(0, len(user_rows), config.chunk_size), desc="candidates+features", leave=False):
-        users = user_rows[s : s + config.chunk_size]
-        targets = item_rows[s : s + config.chunk_size]
+    depths = sorted({20, 50, 100, 200} | set(config.candidates.values()))
+    hits = {name: dict.fromkeys(depths, 0) for name in scorers}
+    for s in tqdm(range(0, len(users_all), config.chunk_size), desc="candidates+features", leave=False):
+        users = users_all[s : s + config.chunk_size]
         chunk = score_chunk(scorers, [data.history(int(u)) for u in users], users)
+        t_rows, t_items = truth[users].nonzero()
         for name in scorers:
-            t_rank = chunk.ranks[name][np.arange(len(users)), targets]
-            t_ok = np.isfinite(chunk.scores[name][np.arange(len(users)), targets])
+            t_rank = chunk.ranks[name][t_rows, t_items]
+            t_ok = np.isfinite(chunk.scores[name][t_rows, t_items])
             for d in depths:
-                hits.setdefault(name, {}).setdefault(d, 0)
                 hits[name][d] += int(((t_rank < d) & t_ok).sum())
         rows, cand = merge_candidates(chunk, config.candidates)
         frame = build_features(chunk, rows, cand, side, config.candidates)
         # merge_candidates and build_features both order pairs by (row, item).
-        frame = frame.with_columns(
-            user=pl.Series(users[rows]), label=pl.Series((cand == targets[rows]).astype(np.int8))
-        )
-        frames.append(frame)
+        label = np.asarray(truth[users[rows], cand]).ravel().astype(np.int8)
+        frames.append(frame.with_columns(user=pl.Series(users[rows]), label=pl.Series(label)))
     full = pl.concat(frames)
-    n = len(user_rows)
-    merged = full.group_by("user").agg(pl.col("label").max())["label"].sum()
+    n = len(target_users)
     recall = {name: {f"@{d}": round(h / n, 4) for d, h in per.items()} for name, per in hits.items()}
     stats = {
-        "users": n,
+        "users": len(users_all),
+        "targets": n,
         "pairs": full.height,
-        "pairs_per_user": round(full.height / max(n, 1), 1),
-        "candidate_recall": {"merged": round(int(merged) / max(n, 1), 4), **recall},
+        "pairs_per_user": round(full.height / max(len(users_all), 1), 1),
+        "candidate_recall": {"merged": round(int(full["label"].sum()) / max(n, 1), 4), **recall},
     }
     return full, stats
 
@@ -299,16 +309,21 @@ def train_recommender(
     from recsys.data.split import all_interactions
 
     config = config or RecommenderConfig()
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
-    label_split = make_split(dataset, "valid")
-    label_data = TrainData.from_split(dataset, label_split)
-    scorers = fit_scorers(config, label_data, progress)
-    side = ItemSide.build(label_data, _embeddings(scorers, config.embeddings_from))
-    times["fit_scorers_valid"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    frame, stats = label_frame(config, scorers, label_data, label_split, side)
-    times["candidates_features"] = time.perf_counter() - t0
+    times: dict[str, float] = {"fit_scorers_labels": 0.0, "candidates_features": 0.0}
+    frames, stats = [], {}
+    for fold in range(config.label_folds):
+        t0 = time.perf_counter()
+        fold_data, fold_split = label_split(dataset, fold, config.split_kind)
+        label_data = TrainData.from_split(fold_data, fold_split)
+        scorers = fit_scorers(config, label_data, progress)
+        side = ItemSide.build(label_data, _embeddings(scorers, config.embeddings_from))
+        times["fit_scorers_labels"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        frame, stats[f"fold {fold}"] = label_frame(config, scorers, label_data, fold_split, side)
+        # A query is one (fold, user): rows of different folds never share a LambdaRank group.
+        frames.append(frame.with_columns(pl.col("user").cast(pl.Int64) + fold * (label_data.n_users + 1)))
+        times["candidates_features"] += time.perf_counter() - t0
+    frame = pl.concat(frames)
     t0 = time.perf_counter()
     ranker = Ranker(config.ranker_config(), feature_names(list(scorers), config.candidates))
     ranker.fit(frame, progress=progress)

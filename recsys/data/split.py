@@ -136,6 +136,30 @@ def make_split(dataset: Dataset, which: SplitName, kind: str = "auto", **options
     raise ConfigError(f"unknown split kind {kind!r}; valid: auto, leave-one-out, temporal")
 
 
+def label_split(dataset: Dataset, fold: int = 0, kind: str = "auto") -> tuple[Dataset, Split]:
+    """The validation split moved ``fold`` events back in every user's history (fold 0: the usual).
+
+    Fold f drops each user's last f events, then takes the validation split of what is left: its
+    targets are the (f + 2)-th last events, its training data everything before them. A ranker can
+    learn from several folds without any of them seeing the validation or test targets' own labels.
+    Leave-one-out data only (a temporal split has one cut).
+    """
+    if fold == 0:
+        return dataset, make_split(dataset, "valid", kind)
+    if fold < 0:
+        raise ConfigError(f"fold must be >= 0, not {fold}")
+    if kind == "temporal" or (kind == "auto" and dataset.has_timestamps):
+        raise ConfigError("label folds beyond the first need a leave-one-out split")
+    kept = dataset.interactions.filter(pl.col("seq") < pl.len().over("user_id") - fold)
+    earlier = Dataset(
+        name=f"{dataset.name}-minus-{fold}",
+        items=dataset.items,
+        interactions=kept,
+        source={**dataset.source, "dropped_last_events": fold},
+    )
+    return earlier, leave_one_out(earlier, "valid")
+
+
 def all_interactions(dataset: Dataset) -> Split:
     """Every interaction as training data and no targets: what a model to serve is fitted on."""
     return Split(

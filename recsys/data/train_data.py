@@ -34,9 +34,14 @@ class TrainData:
 
     @classmethod
     def from_split(cls, dataset: Dataset, split: Split) -> TrainData:
-        users = IdVocab(dataset.interactions["user_id"].unique(maintain_order=True).sort())
-        items = IdVocab(dataset.items["item_id"])
-        train = split.train
+        users = dataset.interactions["user_id"].unique(maintain_order=True).sort()
+        return cls.build(users, dataset.items, split.train)
+
+    @classmethod
+    def build(cls, user_ids: pl.Series, item_frame: pl.DataFrame, train: pl.DataFrame) -> TrainData:
+        """From the user ids (rows in this order), the catalogue and the training interactions."""
+        users = IdVocab(user_ids)
+        items = IdVocab(item_frame["item_id"])
         u = users.index(train["user_id"])
         i = items.index(train["item_id"])
         matrix = user_item_matrix(u, i, len(users), len(items))
@@ -47,9 +52,9 @@ class TrainData:
             matrix=matrix,
             seq_indptr=indptr,
             seq_items=seq_items,
-            item_text=item_texts(dataset.items),
-            item_frame=dataset.items,
-            fingerprint=frame_fingerprint(dataset.items, train.select("user_id", "item_id", "seq")),
+            item_text=item_texts(item_frame),
+            item_frame=item_frame,
+            fingerprint=frame_fingerprint(item_frame, _canonical(train)),
         )
 
     @property
@@ -59,6 +64,19 @@ class TrainData:
     @property
     def n_items(self) -> int:
         return len(self.items)
+
+    @property
+    def train_frame(self) -> pl.DataFrame:
+        """The training interactions as (user_id, item_id, seq), in user-row then time order."""
+        user_rows = np.repeat(np.arange(self.n_users), np.diff(self.seq_indptr))
+        seq = np.arange(len(self.seq_items)) - np.repeat(self.seq_indptr[:-1], np.diff(self.seq_indptr))
+        return pl.DataFrame(
+            {
+                "user_id": self.users.ids.gather(user_rows),
+                "item_id": self.items.ids.gather(self.seq_items),
+                "seq": seq,
+            }
+        )
 
     def history(self, user: int) -> np.ndarray:
         """User row ``user``'s training items, oldest first."""
@@ -75,3 +93,12 @@ class TrainData:
     def target_pairs(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
         """The split's targets as (user rows, item rows)."""
         return self.users.index(split.targets["user_id"]), self.items.index(split.targets["item_id"])
+
+
+def _canonical(train: pl.DataFrame) -> pl.DataFrame:
+    """The histories in a fixed order and form, so equal histories give equal fingerprints."""
+    return (
+        train.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String), pl.col("seq"))
+        .sort("user_id", "seq")
+        .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over("user_id").alias("seq"))
+    )

@@ -23,6 +23,9 @@ class ScoredChunk:
     histories: list[np.ndarray]  # item rows per user, oldest first
     scores: dict[str, np.ndarray]  # scorer name → (U, n_items) float32, history at -inf
     ranks: dict[str, np.ndarray]  # scorer name → (U, n_items) int32, 0 = best; history and -inf last
+    # Each scorer's own score of the user's history items (what ``scores`` hides), for ranking a
+    # backend's list that contains them: name → (U, n_items), equal to ``scores`` elsewhere.
+    raw: dict[str, np.ndarray]
 
     @property
     def n_users(self) -> int:
@@ -42,19 +45,24 @@ def score_chunk(
     histories: list[np.ndarray],
     users: np.ndarray | None = None,
     *,
-    exclude_history: bool = True,
+    keep_raw: bool = False,
 ) -> ScoredChunk:
     """Score ``histories`` with every scorer; ``users`` (training rows) lets scorers use their
-    learned user state, otherwise the history is folded in (anonymous sessions)."""
-    scores, ranks = {}, {}
+    learned user state, otherwise the history is folded in (anonymous sessions).
+
+    Ranks and scores hide the history, so features do not depend on which candidates are asked
+    about; ``keep_raw`` also keeps the history items' own scores (to rank a list that has them).
+    """
+    scores, ranks, raw = {}, {}, {}
     for name, scorer in scorers.items():
         s = scorer.score(users) if users is not None else scorer.score_histories(histories)
-        if exclude_history:
-            for r, h in enumerate(histories):
-                s[r, h] = -np.inf
+        if keep_raw:
+            raw[name] = s.copy()
+        for r, h in enumerate(histories):
+            s[r, h] = -np.inf
         scores[name] = s
         ranks[name] = full_ranks(s)
-    return ScoredChunk(histories=histories, scores=scores, ranks=ranks)
+    return ScoredChunk(histories=histories, scores=scores, ranks=ranks, raw=raw or scores)
 
 
 def merge_candidates(chunk: ScoredChunk, depth: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -98,9 +98,9 @@ def _recent_matrix(histories: list[np.ndarray], n: int) -> np.ndarray:
 
 
 # ----- expression factories -------------------------------------------------------------------------
-def gap_to_best(column: str) -> pl.Expr:
-    """How far below the user's best candidate on this score (0 for the best)."""
-    return (pl.col(column) - pl.col(column).max().over("row")).alias(f"{column}_gap")
+def gap_to_best(scorer: str) -> pl.Expr:
+    """How far below the scorer's best item for this user (over the catalogue, history excluded)."""
+    return (pl.col(f"{scorer}_score") - pl.col(f"_{scorer}_best")).alias(f"{scorer}_score_gap")
 
 
 def from_source(scorer: str, depth: int) -> pl.Expr:
@@ -124,11 +124,13 @@ def build_features(
     recent = _recent_matrix(chunk.histories, N_RECENT)  # (U, N_RECENT)
     lengths = np.array([len(h) for h in chunk.histories], dtype=np.int32)
     cols: dict[str, np.ndarray] = {"row": rows, "item": items}
-    for name, s in chunk.scores.items():
+    for name, s in chunk.raw.items():
         v = s[rows, items].astype(np.float32)
         v[~np.isfinite(v)] = np.nan  # LightGBM: missing
         cols[f"{name}_score"] = v
         cols[f"{name}_rank"] = chunk.ranks[name][rows, items]
+        best = chunk.scores[name].max(axis=1) if len(rows) else np.zeros(0, np.float32)
+        cols[f"_{name}_best"] = np.where(np.isfinite(best), best, np.nan).astype(np.float32)[rows]
     # Text similarity to the recent items: (U, N_RECENT, n_items) per chunk would be large, so gather
     # per pair from (P, d) · (P, N_RECENT, d).
     emb = side.embeddings
@@ -138,9 +140,9 @@ def build_features(
         ok = prev >= 0
         sims[ok, j] = np.einsum("pd,pd->p", emb[items[ok]], emb[prev[ok]])
     cols["sim_last"] = sims[:, 0]
-    with np.errstate(all="ignore"):
-        cols["sim_max"] = np.where(np.isnan(sims).all(1), np.nan, np.nanmax(np.nan_to_num(sims, nan=-2), 1))
-        cols["sim_mean"] = np.nanmean(sims, axis=1) if len(rows) else np.zeros(0, np.float32)
+    counted = (~np.isnan(sims)).sum(axis=1)
+    cols["sim_max"] = np.where(counted > 0, np.nan_to_num(sims, nan=-2.0).max(axis=1, initial=-2.0), np.nan)
+    cols["sim_mean"] = np.where(counted > 0, np.nan_to_num(sims).sum(axis=1) / np.maximum(counted, 1), np.nan)
     last = recent[rows, 0]
     trans = np.zeros(len(rows), dtype=np.float32)
     ok = last >= 0
@@ -165,13 +167,13 @@ def build_features(
     )
     for kind in ("category", "brand"):
         counts = history.filter(pl.col(kind) >= 0).group_by("row", kind).agg(pl.len().alias(f"{kind}_count"))
-        frame = frame.join(counts, on=["row", kind], how="left")
+        frame = frame.join(counts, on=["row", kind], how="left", maintain_order="left")
     return frame.with_columns(
-        *[gap_to_best(f"{name}_score") for name in chunk.scores],
+        *[gap_to_best(name) for name in chunk.scores],
         *[from_source(name, n) for name, n in depth.items()],
         affinity("category"),
         affinity("brand"),
-    ).sort("row", "item")
+    ).drop([f"_{name}_best" for name in chunk.scores])
 
 
 def feature_names(scorers: list[str], depth: dict[str, int]) -> list[str]:

@@ -72,6 +72,15 @@ class Scorer(ABC):
     def _score_histories(self, histories: list[np.ndarray], items: np.ndarray | None) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} cannot score a history without a trained user")
 
+    # ----- persistence (artifacts) ---------------------------------------------------------------
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The fitted state as named arrays (saved with ``np.savez``); the config is saved apart."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved")
+
+    def set_state(self, state: dict[str, np.ndarray], data: TrainData) -> Scorer:
+        """Restore ``get_state``'s arrays for ``data`` (the training data they were fitted on)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be loaded")
+
     def describe(self) -> dict[str, Any]:
         """Name and configuration, for results and artifacts."""
         from dataclasses import asdict, is_dataclass

@@ -87,6 +87,20 @@ class CovisitScorer(Scorer):
         self._data = data
         return self
 
+    def get_state(self) -> dict[str, np.ndarray]:
+        m = self.matrix
+        state = {"data": m.data, "indices": m.indices, "indptr": m.indptr, "shape": np.array(m.shape)}
+        if self.tiebreak is not None:
+            state["tiebreak"] = self.tiebreak
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray], data: TrainData) -> CovisitScorer:
+        shape = tuple(int(x) for x in state["shape"])
+        self.matrix = sp.csr_matrix((state["data"], state["indices"], state["indptr"]), shape=shape)
+        self.tiebreak = state.get("tiebreak")
+        self._data = data
+        return self
+
     def profiles(self, users: np.ndarray) -> sp.csr_matrix:
         """Recency-weighted indicator rows of the users' last items: (len(users), n_items)."""
         rows, cols, vals = recency_weights(self.data, users, self.config.n_recent, self.config.decay)

@@ -40,6 +40,16 @@ class FactorScorer(Scorer):
     def _fit_matrix(self, data: TrainData) -> Any:
         return data.matrix
 
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors, "unseen": self.unseen}
+
+    def set_state(self, state: dict[str, np.ndarray], data: TrainData) -> FactorScorer:
+        self.user_factors = np.ascontiguousarray(state["user_factors"], dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(state["item_factors"], dtype=np.float32)
+        self.unseen = state["unseen"].astype(np.int64)
+        self._data = data
+        return self
+
     def fold_in(self, histories: list[np.ndarray]) -> np.ndarray:
         """User factors for histories the model was not trained on: (len(histories), factors)."""
         raise NotImplementedError(f"{type(self).__name__} cannot fold in a new history")

@@ -38,5 +38,12 @@ class PopularityScorer(Scorer):
         row = self.counts if items is None else self.counts[items]
         return np.tile(row, (len(users), 1))
 
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {"counts": self.counts}
+
+    def set_state(self, state: dict[str, np.ndarray], data: TrainData) -> PopularityScorer:
+        self.counts, self._data = state["counts"].astype(np.float32), data
+        return self
+
     def _score_histories(self, histories: list[np.ndarray], items: np.ndarray | None) -> np.ndarray:
         return self._score(np.zeros(len(histories), dtype=np.int64), items)

@@ -129,6 +129,14 @@ class TextScorer(Scorer):
         self._data = data
         return self
 
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {"item_embeddings": self.item_embeddings}
+
+    def set_state(self, state: dict[str, np.ndarray], data: TrainData) -> TextScorer:
+        self.item_embeddings = np.ascontiguousarray(state["item_embeddings"], dtype=np.float32)
+        self.embedding_info, self._data = {"cache": "artifact"}, data
+        return self
+
     def user_vectors(self, users: np.ndarray) -> np.ndarray:
         """(len(users), dim) unit vectors; zero for a user without history."""
         return self.history_vectors([self.data.history(int(u)) for u in users])

@@ -305,9 +305,16 @@ class EncoderTrainer:
             torch.as_tensor(weights, device=self.device),
         )
         head = self.model.item_head
+        if not isinstance(head, torch.nn.Linear):
+            raise ConfigError("stage 1 trains the projection: set projection = true")
         optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.head_learning_rate, weight_decay=0.0)
         rng = np.random.default_rng([cfg.seed, 1])
         size = 512
+        never_seen = torch.as_tensor(
+            (self.data.item_counts == 0) if cfg.head_seen_items_only else np.zeros(self.data.n_items, bool),
+            device=self.device,
+        )
+        identity = torch.eye(self.model.dim, device=self.device)
         bar = tqdm(total=cfg.head_epochs, desc="projection (stage 1)", unit="epoch", disable=not progress)
         for epoch in range(cfg.head_epochs):
             for group in optimizer.param_groups:
@@ -322,7 +329,10 @@ class EncoderTrainer:
                 exclude = torch.as_tensor(
                     self.data.matrix[self.pairs.users[idx]].toarray() > 0, device=self.device
                 )
+                exclude |= never_seen[None, :]
                 loss = self.loss_fn(users, emb, torch.as_tensor(targets[idx], device=self.device), exclude)
+                if cfg.head_identity_decay:
+                    loss = loss + cfg.head_identity_decay * ((head.weight - identity) ** 2).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

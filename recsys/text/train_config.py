@@ -33,6 +33,12 @@ class EncoderTrainConfig:
     # item, with a full softmax over the catalogue: seconds per epoch. Stage 2 then fine-tunes.
     head_epochs: int = 14
     head_learning_rate: float = 3e-3  # decays linearly to 0 over the stage
+    # Items without a training interaction never win the softmax; as candidates they would only
+    # ever be pushed down, so a new item would start below every trained one. Leave them out.
+    head_seen_items_only: bool = True
+    # Pull the projection toward the identity (the pretrained space): weight × ||W − I||². Keeps the
+    # metric from specialising to the trained items, which is what lets it help on unseen ones.
+    head_identity_decay: float = 0.01
     # Optimisation.
     batch_size: int = 64  # pairs per micro-batch
     grad_accum: int = 1
@@ -40,7 +46,7 @@ class EncoderTrainConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     temperature: float = 0.05
-    epochs: float = 1.0
+    epochs: float = 1.0  # of stage 2; 0: the projection (stage 1) only
     max_steps: int = 0  # 0: no limit
     max_minutes: float = 0.0  # 0: no limit; counts time across resumed runs
     hard_negatives: int = 0  # per user, from ALS's top items outside the history
@@ -67,8 +73,8 @@ class EncoderTrainConfig:
             raise ConfigError(f"user_input must be 'items' or 'text', not {self.user_input!r}")
         if self.batch_size < 2 or self.grad_accum < 1 or self.n_recent < 1:
             raise ConfigError("batch_size must be >= 2, grad_accum and n_recent >= 1")
-        if self.epochs <= 0 or self.temperature <= 0 or self.eval_every < 1 or self.save_every < 1:
-            raise ConfigError("epochs, temperature, eval_every and save_every must be positive")
+        if self.epochs < 0 or self.temperature <= 0 or self.eval_every < 1 or self.save_every < 1:
+            raise ConfigError("temperature, eval_every and save_every must be positive, epochs >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError("device must be auto, cpu or cuda")
         self.model_config()  # validates mode and LoRA settings
