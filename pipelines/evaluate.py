@@ -11,7 +11,7 @@ from typing import Any
 from recsys.data import Dataset, TrainData, cold_start_split, make_split
 from recsys.errors import ConfigError
 from recsys.evaluation import EvalResult, evaluate
-from recsys.scorers import SCORERS, build_scorer
+from recsys.scorers import SCORERS, Scorer, build_scorer
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,28 @@ class EvaluationJob:
     cold_seed: int = 0
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.models if m not in SCORERS]
+        unknown = [m for m in self.models if m not in SCORERS and m != "hybrid"]
         if unknown:
             raise ConfigError(f"unknown model(s) {unknown}; valid models: {', '.join(SCORERS)}")
         if not self.models:
             raise ConfigError("no models to evaluate")
-        extra = sorted(set(self.model_options) - set(SCORERS))
+        extra = sorted(set(self.model_options) - set(SCORERS) - {"hybrid"})
         if extra:
             raise ConfigError(f"options given for unknown model(s) {extra}; valid: {', '.join(SCORERS)}")
+
+
+def hybrid_scorer(options: Mapping[str, Any], data: TrainData) -> Scorer:
+    """The ranking stage of an artifact, its scorers refitted on this evaluation's training data."""
+    from recsys.artifacts import load_recommender
+    from recsys.recommender import HybridScorer
+
+    unknown = sorted(set(options) - {"artifact", "progress"})
+    if unknown or "artifact" not in options:
+        raise ConfigError("the 'hybrid' model takes one option, artifact: --set hybrid.artifact=DIR")
+    recommender = load_recommender(options["artifact"])
+    if recommender.data.fingerprint != data.fingerprint:
+        recommender = recommender.refit(data)
+    return HybridScorer(recommender).fit(data)
 
 
 def run_evaluation(dataset: Dataset, job: EvaluationJob) -> dict[str, Any]:
@@ -63,9 +77,8 @@ def run_evaluation(dataset: Dataset, job: EvaluationJob) -> dict[str, Any]:
         options = dict(job.model_options.get(name, {}))
         if name == "text":
             options.setdefault("progress", job.progress)
-        scorer = build_scorer(name, options)
         t0 = time.perf_counter()
-        scorer.fit(data)
+        scorer = hybrid_scorer(options, data) if name == "hybrid" else build_scorer(name, options).fit(data)
         fit_s = time.perf_counter() - t0
         res = evaluate(
             scorer,

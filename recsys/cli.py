@@ -27,6 +27,8 @@ models:
   bpr         implicit BPR on the same matrix
   text        zero-shot all-MiniLM-L6-v2: cosine of item texts to the user's recent items
   encoder     a fine-tuned encoder from `recsys train-encoder` (--set encoder.checkpoint=RUN_DIR)
+  hybrid      the ranking stage of an artifact from `recsys train` (--set hybrid.artifact=DIR): its
+              scorers refitted on this split's training data, its LambdaRank model as trained
 
 config file (--config, TOML):
   [evaluate]
@@ -68,6 +70,35 @@ example:
       --out runs/encoder --set mode=full
   recsys evaluate --dataset amazon-scientific --data-dir ../shared/data/amazon-scientific \\
       --models text,encoder --set encoder.checkpoint=runs/encoder
+"""
+
+
+EPILOG_TRAIN = """\
+stages: encoder (fine-tune on the histories before every label) -> scorers, candidates and features
+on each label fold -> LightGBM LambdaRank -> scorers refitted on every interaction -> ARTIFACT.
+
+config file (--config, TOML), every section and key optional:
+  [recommender]
+  label_folds = 3                # labelled events per user the ranker learns from
+  [recommender.candidates]       # source -> how many of its best items become candidates
+  als = 100
+  covisit = 50
+  [recommender.scorers.cooc]     # any scorer by name: {model = registry name, options...}
+  model = "covisit"
+  cooccurrence_weight = 1.0
+  [ranker]
+  num_leaves = 31
+  learning_rate = 0.05
+  [encoder]
+  enabled = true                 # false: no fine-tuned encoder (zero-shot text only)
+  checkpoint = "runs/encoder"    # use this run instead of training one
+  epochs = 0                     # 0: the projection stage only (the CPU default)
+
+overrides (--set, repeatable): --set ranker.num_leaves=63 --set recommender.label_folds=2
+
+example:
+  recsys train --dataset amazon-scientific --data-dir ../shared/data/amazon-scientific \\
+      --out artifacts/scientific --evaluate
 """
 
 
@@ -222,6 +253,47 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from pipelines.train import TrainJob, check_sections, run_training
+
+    config = load_toml(args.config) if args.config else {}
+    check_sections(config)
+    config = apply_overrides({"recommender": {}, "encoder": {}, "ranker": {}, **config}, list(args.set))
+    recommender = dict(config["recommender"])
+    if config["ranker"]:
+        recommender["ranker"] = {**recommender.get("ranker", {}), **config["ranker"]}
+    job = TrainJob(
+        out=args.out,
+        recommender=recommender,
+        encoder=config["encoder"],
+        work_dir=args.work_dir,
+        evaluate=args.evaluate,
+        progress=not args.no_progress,
+    )
+    job.recommender_config(None)  # refuse a bad configuration before any work
+    dataset = load_dataset(args)
+    log.info("dataset %s: %s", dataset.name, dataset.summary())
+    report = run_training(dataset, job)
+    print(f"\nwrote {args.out}")
+    print("\nstage times (s):")
+    for stage, sec in report["stage_seconds"].items():
+        print(f"  {stage:<52} {sec:>8.1f}")
+    recall = report["validation"]["fold 0"]["candidate_recall"]
+    print(f"\ncandidate recall on the validation targets: merged {recall['merged']:.4f}")
+    depths = tuple(next(v for k, v in recall.items() if k != "merged"))
+    print(format_table({k: v for k, v in recall.items() if k != "merged"}, depths, first="source"))
+    print("\nfeature importance (gain, top 10):")
+    for name, gain in list(report["importance"].items())[:10]:
+        print(f"  {name:<28} {gain:>12.1f}")
+    if "test" in report:
+        print("\ntest split, full ranking:")
+        print(format_table(report["test"]))
+    if args.output:
+        write_json(args.output, report)
+        print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     dataset = load_dataset(args)
     for key, value in dataset.summary().items():
@@ -305,6 +377,28 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--holdout-seed", type=int, default=0, help="seed choosing the held-out items")
     te.add_argument("--no-progress", action="store_true", help="no progress bar")
     te.set_defaults(func=cmd_train_encoder)
+
+    tr = sub.add_parser(
+        "train",
+        help="train every stage (encoder, CF, ranker) into one artifact folder",
+        description="Train the hybrid recommender: the fine-tuned encoder, the CF scorers and the "
+        "LambdaRank ranking stage, and write them as one artifact folder with a manifest.",
+        epilog=EPILOG_TRAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_data_arguments(tr)
+    tr.add_argument("--out", type=Path, required=True, metavar="ARTIFACT", help="artifact folder to write")
+    tr.add_argument("--config", type=Path, help="TOML file with [recommender], [ranker], [encoder]")
+    tr.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override an option"
+    )
+    tr.add_argument("--work-dir", type=Path, help="encoder runs (default: ARTIFACT.work beside it)")
+    tr.add_argument(
+        "--evaluate", action="store_true", help="also rank the test split: hybrid beside each scorer"
+    )
+    tr.add_argument("--output", type=Path, help="write the JSON report here")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bars")
+    tr.set_defaults(func=cmd_train)
 
     va = sub.add_parser("validate", help="check data files against the canonical schema and summarise them")
     _add_data_arguments(va)

@@ -37,7 +37,6 @@ from recsys.rank.reasons import explain
 from recsys.rank.rules import Filters, apply_rules
 from recsys.scorers import build_scorer
 from recsys.scorers.base import Scorer
-from recsys.scorers.text import TextScorer
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +105,6 @@ def fit_scorers(config: RecommenderConfig, data: TrainData, progress: bool = Fal
     return scorers
 
 
-def _embeddings(scorers: dict[str, Scorer], name: str) -> np.ndarray:
-    scorer = scorers[name]
-    if not isinstance(scorer, TextScorer):
-        raise ConfigError(f"embeddings_from={name!r} is not a text scorer")
-    return scorer.item_embeddings
-
-
 class Recommender:
     """Fitted scorers, item statistics and the ranker, over one catalogue and set of histories."""
 
@@ -128,8 +120,12 @@ class Recommender:
         self.data = data
         self.scorers = scorers
         self.ranker = ranker
-        self.side = side or ItemSide.build(data, _embeddings(scorers, config.embeddings_from))
+        self.side = side or ItemSide.from_scorers(data, scorers, config.embeddings_from)
         self._titles = _titles(data.item_frame)
+
+    def refit(self, data: TrainData) -> Recommender:
+        """The same configuration and ranker with every scorer refitted on ``data``."""
+        return Recommender(self.config, data, fit_scorers(self.config, data), self.ranker)
 
     # ----- the one code path ------------------------------------------------------------------
     def features(
@@ -215,8 +211,8 @@ class Recommender:
         hist = [self.data.history(row)] if row >= 0 else [np.zeros(0, np.int64)]
         users = np.array([row]) if row >= 0 else None
         _, frame = self.features(hist, users, items)
-        scored = self.score_frame(frame).with_columns(pl.int_range(pl.len()).alias("position"))
-        scored = scored.sort(["score", "position"], descending=[True, False])
+        # Ties broken by item row, as everywhere else, so rank() agrees with recommend().
+        scored = self.score_frame(frame).sort(["score", "item"], descending=[True, False])
         return self._to_recommendations(scored, hist, True)[0]
 
     def item_rows(self, item_ids: Sequence[str], *, strict: bool) -> np.ndarray:
@@ -316,7 +312,7 @@ def train_recommender(
         fold_data, fold_split = label_split(dataset, fold, config.split_kind)
         label_data = TrainData.from_split(fold_data, fold_split)
         scorers = fit_scorers(config, label_data, progress)
-        side = ItemSide.build(label_data, _embeddings(scorers, config.embeddings_from))
+        side = ItemSide.from_scorers(label_data, scorers, config.embeddings_from)
         times["fit_scorers_labels"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         frame, stats[f"fold {fold}"] = label_frame(config, scorers, label_data, fold_split, side)

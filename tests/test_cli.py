@@ -138,3 +138,75 @@ def test_argparse_usage_error_exits_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["evaluate", "--split", "train"])
     assert info.value.code == 2
+
+
+@pytest.fixture(scope="module")
+def shop_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shop")
+    ds = synthetic_dataset(n_users=400, n_items=150, seed=3)
+    ds.items.write_csv(folder / "items.csv")
+    ds.interactions.drop("seq").write_parquet(folder / "events.parquet")
+    return folder
+
+
+@pytest.mark.slow
+def test_train_writes_an_artifact_that_evaluate_ranks(
+    shop_files, tmp_path, capsys, monkeypatch, embedding_cache
+):
+    monkeypatch.setenv("RECSYS_CACHE_DIR", str(embedding_cache))
+    data = ["--items", str(shop_files / "items.csv"), "--interactions", str(shop_files / "events.parquet")]
+    artifact = tmp_path / "artifact"
+    code, out, err = run(
+        capsys,
+        "train",
+        *data,
+        "--out",
+        str(artifact),
+        "--set",
+        "encoder.max_length=24",
+        "--set",
+        "encoder.head_epochs=2",
+        "--set",
+        "encoder.eval_users=50",
+        "--set",
+        "ranker.max_rounds=40",
+        "--set",
+        "ranker.min_data_in_leaf=5",
+        "--evaluate",
+        "--output",
+        str(tmp_path / "report.json"),
+        "--no-progress",
+    )
+    assert code == 0, err
+    assert "candidate recall" in out and "hybrid" in out and "stage times" in out
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert "encoder" in manifest["config"]["scorers"]
+    assert (artifact / "encoders" / "encoder" / "encoder.json").exists()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["test"]) >= {"hybrid", "als", "encoder"}
+    code, out, err = run(
+        capsys,
+        "evaluate",
+        *data,
+        "--models",
+        "als,hybrid",
+        "--set",
+        f"hybrid.artifact={artifact}",
+        "--no-progress",
+    )
+    assert code == 0, err
+    assert "hybrid" in out
+    # Evaluate refits the artifact's scorers on the test histories: the same figures as train's.
+    hybrid_row = next(line for line in out.splitlines() if line.startswith("hybrid"))
+    assert f"{report['test']['hybrid']['recall@10']:.4f}" in hybrid_row
+
+
+def test_train_refuses_bad_config_before_work(shop_files, tmp_path, capsys):
+    data = ["--items", str(shop_files / "items.csv"), "--interactions", str(shop_files / "events.parquet")]
+    code, _, err = run(
+        capsys, "train", *data, "--out", str(tmp_path / "a"), "--set", "recommender.candidates.nope=5"
+    )
+    assert code == 2 and "nope" in err
+    code, _, err = run(capsys, "train", *data, "--out", str(tmp_path / "a"), "--set", "ranker.num_leavs=5")
+    assert code == 2 and "num_leavs" in err
+    assert not (tmp_path / "a").exists()

@@ -20,7 +20,9 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys.data.train_data import TrainData
+from recsys.errors import ConfigError
 from recsys.rank.candidates import ScoredChunk
+from recsys.scorers.base import Scorer
 
 N_RECENT = 5  # recent items compared by text similarity
 
@@ -38,9 +40,26 @@ class ItemSide:
     category_names: np.ndarray  # (n_items,) str, "" unknown
     category_labels: np.ndarray  # (n_items,) str: the name without the words every category starts with
     brand_names: np.ndarray  # (n_items,) str, "" unknown
+    factors: np.ndarray | None = None  # (n_items, f) unit item vectors of a factor model (ALS), or None
 
     @classmethod
-    def build(cls, data: TrainData, embeddings: np.ndarray) -> ItemSide:
+    def from_scorers(cls, data: TrainData, scorers: dict[str, Scorer], embeddings_from: str) -> ItemSide:
+        """Embeddings from the named text scorer, item factors from the first factor scorer (if any)."""
+        from recsys.scorers.factor import FactorScorer
+        from recsys.scorers.text import TextScorer
+
+        text = scorers[embeddings_from]
+        if not isinstance(text, TextScorer):
+            raise ConfigError(f"embeddings_from={embeddings_from!r} is not a text scorer")
+        factor = next((s for s in scorers.values() if isinstance(s, FactorScorer)), None)
+        factors = None
+        if factor is not None:
+            norms = np.linalg.norm(factor.item_factors, axis=1, keepdims=True)
+            factors = factor.item_factors / np.maximum(norms, 1e-12)
+        return cls.build(data, text.item_embeddings, factors)
+
+    @classmethod
+    def build(cls, data: TrainData, embeddings: np.ndarray, factors: np.ndarray | None = None) -> ItemSide:
         seq, indptr, n = data.seq_items, data.seq_indptr, data.n_items
         user_of = np.repeat(np.arange(data.n_users), np.diff(indptr))
         same = user_of[:-1] == user_of[1:]
@@ -59,6 +78,7 @@ class ItemSide:
             category_names=_names(data.item_frame, "category"),
             category_labels=_labels(_names(data.item_frame, "category")),
             brand_names=_names(data.item_frame, "brand"),
+            factors=None if factors is None else np.ascontiguousarray(factors, dtype=np.float32),
         )
 
 
@@ -86,6 +106,22 @@ def _codes(names: np.ndarray) -> np.ndarray:
     if len(uniques) and uniques[0] == "":
         codes -= 1  # "" sorts first: it becomes -1
     return codes
+
+
+def _pair_values(matrix: sp.csr_matrix, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """matrix[a, b] for pairs, 0 where a or b is -1 (no such item)."""
+    out = np.zeros(len(a), dtype=np.float32)
+    ok = (a >= 0) & (b >= 0)
+    if ok.any():
+        out[ok] = np.asarray(matrix[a[ok], b[ok]]).ravel()
+    return out
+
+
+def _cosine(vectors: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.full(len(a), np.nan, dtype=np.float32)
+    ok = (a >= 0) & (b >= 0)
+    out[ok] = np.einsum("pd,pd->p", vectors[a[ok]], vectors[b[ok]])
+    return out
 
 
 def _recent_matrix(histories: list[np.ndarray], n: int) -> np.ndarray:
@@ -143,12 +179,25 @@ def build_features(
     counted = (~np.isnan(sims)).sum(axis=1)
     cols["sim_max"] = np.where(counted > 0, np.nan_to_num(sims, nan=-2.0).max(axis=1, initial=-2.0), np.nan)
     cols["sim_mean"] = np.where(counted > 0, np.nan_to_num(sims).sum(axis=1) / np.maximum(counted, 1), np.nan)
-    last = recent[rows, 0]
-    trans = np.zeros(len(rows), dtype=np.float32)
-    ok = last >= 0
-    if ok.any():
-        trans[ok] = np.asarray(side.transitions[last[ok], items[ok]]).ravel()
-    cols["transition_from_last"] = trans
+    last, second = recent[rows, 0], recent[rows, 1]
+    cols["transition_from_last"] = _pair_values(side.transitions, last, items)
+    cols["transition_from_second_last"] = _pair_values(side.transitions, second, items)
+    cols["transition_to_last"] = _pair_values(
+        side.transitions, items, last
+    )  # the candidate usually comes before
+    cols["factor_sim_last"] = (
+        _cosine(side.factors, items, last)
+        if side.factors is not None
+        else np.full(len(rows), np.nan, np.float32)
+    )
+    recent_rows = recent[rows]  # (P, N_RECENT)
+    valid = recent_rows >= 0
+    n_valid = np.maximum(valid.sum(axis=1), 1)
+    for kind, codes in (("category", side.category), ("brand", side.brand)):
+        cand = codes[items]
+        same = (codes[np.where(valid, recent_rows, 0)] == cand[:, None]) & valid & (cand[:, None] >= 0)
+        cols[f"same_{kind}_as_last"] = same[:, 0].astype(np.int8)
+        cols[f"{kind}_recent_share"] = (same.sum(axis=1) / n_valid).astype(np.float32)
     cols["popularity"] = side.popularity[items]
     cols["popularity_recent"] = side.popularity_recent[items]
     cols["history_length"] = lengths[rows]
@@ -181,7 +230,10 @@ def feature_names(scorers: list[str], depth: dict[str, int]) -> list[str]:
     names: list[str] = []
     for s in scorers:
         names += [f"{s}_score", f"{s}_rank", f"{s}_score_gap"]
-    names += ["sim_last", "sim_max", "sim_mean", "transition_from_last", "popularity", "popularity_recent"]
-    names += ["history_length", "repeat", "category_affinity", "brand_affinity"]
+    names += ["sim_last", "sim_max", "sim_mean", "factor_sim_last"]
+    names += ["transition_from_last", "transition_from_second_last", "transition_to_last"]
+    names += ["popularity", "popularity_recent", "history_length", "repeat"]
+    names += ["category_affinity", "brand_affinity", "same_category_as_last", "same_brand_as_last"]
+    names += ["category_recent_share", "brand_recent_share"]
     names += [f"from_{s}" for s in depth]
     return names

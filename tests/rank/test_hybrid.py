@@ -93,7 +93,7 @@ def test_features_never_see_the_label(synthetic, config, fold):
         fold_data, split = label_split(dataset, fold, "leave-one-out")
         data = TrainData.from_split(fold_data, split)
         scorers = fit_scorers(config, data)
-        side = ItemSide.build(data, scorers["text"].item_embeddings)
+        side = ItemSide.from_scorers(data, scorers, "text")
         frame, _ = label_frame(config, scorers, data, split, side)
         return frame
 
