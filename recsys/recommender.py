@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 def _default_scorers() -> dict[str, dict[str, Any]]:
     return {
         "als": {"model": "als"},
+        "ease": {"model": "ease"},
         "covisit": {"model": "covisit"},
         # Symmetric co-occurrence within one position: the strongest co-visitation variant measured.
         "cooc": {"model": "covisit", "cooccurrence_weight": 1.0, "window": 1},
@@ -53,7 +54,7 @@ def _default_scorers() -> dict[str, dict[str, Any]]:
 
 
 def _default_candidates() -> dict[str, int]:
-    return {"als": 100, "covisit": 50, "cooc": 50, "text": 50, "popularity": 20}
+    return {"als": 100, "ease": 100, "covisit": 50, "cooc": 50, "text": 50, "popularity": 20}
 
 
 @dataclass(frozen=True)

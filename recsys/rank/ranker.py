@@ -18,6 +18,7 @@ from recsys.errors import ArtifactError, ConfigError, NotFittedError
 
 @dataclass(frozen=True)
 class RankerConfig:
+    objective: str = "lambdarank"  # lambdarank | rank_xendcg (LightGBM's listwise objectives)
     num_leaves: int = 31
     learning_rate: float = 0.05
     max_rounds: int = 2000
@@ -32,6 +33,8 @@ class RankerConfig:
     threads: int = 2
 
     def __post_init__(self) -> None:
+        if self.objective not in ("lambdarank", "rank_xendcg"):
+            raise ConfigError(f"ranker.objective must be lambdarank or rank_xendcg, not {self.objective!r}")
         if not 0.0 < self.holdout_users < 1.0:
             raise ConfigError("ranker.holdout_users must be in (0, 1)")
         if self.num_leaves < 2 or self.max_rounds < 1 or self.learning_rate <= 0:
@@ -50,7 +53,7 @@ class Ranker:
     def _params(self) -> dict[str, Any]:
         c = self.config
         return {
-            "objective": "lambdarank",
+            "objective": c.objective,
             "metric": "ndcg",
             "eval_at": [10],
             "num_leaves": c.num_leaves,

@@ -10,6 +10,7 @@ from recsys.scorers.als import ALSConfig, ALSScorer
 from recsys.scorers.base import Scorer
 from recsys.scorers.bpr import BPRConfig, BPRScorer
 from recsys.scorers.covisit import CovisitConfig, CovisitScorer
+from recsys.scorers.ease import EASEConfig, EASEScorer
 from recsys.scorers.popularity import PopularityConfig, PopularityScorer
 from recsys.scorers.text import EncoderScorer, TextScorer, TextScorerConfig
 
@@ -17,6 +18,7 @@ SCORERS: dict[str, type[Scorer]] = {
     "popularity": PopularityScorer,
     "covisit": CovisitScorer,
     "als": ALSScorer,
+    "ease": EASEScorer,
     "bpr": BPRScorer,
     "text": TextScorer,
     "encoder": EncoderScorer,
@@ -39,6 +41,8 @@ __all__ = [
     "BPRScorer",
     "CovisitConfig",
     "CovisitScorer",
+    "EASEConfig",
+    "EASEScorer",
     "EncoderScorer",
     "PopularityConfig",
     "PopularityScorer",

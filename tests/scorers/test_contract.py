@@ -13,6 +13,7 @@ FAST = {
     "popularity": {},
     "covisit": {},
     "als": {"factors": 32, "iterations": 10},
+    "ease": {"l2": 50.0},
     "bpr": {"factors": 32, "iterations": 60},
     "text": {"n_recent": 3},
     "encoder": {},
@@ -78,6 +79,37 @@ def test_seeded_refit_is_identical(fitted, loo_test, embedding_cache, encoder_ch
     np.testing.assert_allclose(
         again.score(np.arange(20)), fitted[name].score(np.arange(20)), rtol=1e-5, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("name", list(SCORERS))
+def test_saved_state_restores_identical_scores(fitted, loo_test, embedding_cache, encoder_checkpoint, name):
+    _, data = loo_test
+    state = {k: np.array(v) for k, v in fitted[name].get_state().items()}
+    restored = build_scorer(name, options_for(name, embedding_cache, encoder_checkpoint)).set_state(
+        state, data
+    )
+    users = np.arange(25)
+    np.testing.assert_array_equal(restored.score(users), fitted[name].score(users))
+
+
+@pytest.mark.parametrize("name", [n for n in SCORERS if n != "bpr"])
+def test_scoring_a_history_equals_scoring_its_user(fitted, loo_test, name):
+    """The anonymous-session path: exact for history-based scorers, ALS folds the history in."""
+    _, data = loo_test
+    users = np.arange(25)
+    known = fitted[name].score(users)
+    anon = fitted[name].score_histories([data.history(int(u)) for u in users])
+    assert (np.isfinite(known) == np.isfinite(anon)).all()
+    finite = np.isfinite(known)
+    if name == "als":
+        assert np.corrcoef(known[finite], anon[finite])[0, 1] > 0.999
+    else:
+        np.testing.assert_allclose(anon[finite], known[finite], rtol=1e-5, atol=1e-6)
+
+
+def test_bpr_cannot_fold_in_a_session(fitted, loo_test):
+    with pytest.raises(NotImplementedError, match="fold in"):
+        fitted["bpr"].score_histories([loo_test[1].history(0)])
 
 
 @pytest.mark.parametrize("name", list(SCORERS))
