@@ -38,7 +38,9 @@ METRICS = ("recall@10", "ndcg@10", "recall@50", "ndcg@50", "mrr", "coverage@10")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data/amazon-scientific"))
     parser.add_argument("--out", type=Path, default=Path("runs/artifacts/scientific"))
     parser.add_argument("--config", type=Path, help="TOML with [recommender], [ranker], [encoder]")
@@ -50,7 +52,13 @@ def main() -> int:
     args = parser.parse_args()
 
     config = apply_overrides(
-        {"recommender": {}, "encoder": {}, "ranker": {}, **(load_toml(args.config) if args.config else {})},
+        {
+            "recommender": {},
+            "encoder": {},
+            "sasrec": {},
+            "ranker": {},
+            **(load_toml(args.config) if args.config else {}),
+        },
         args.set,
     )
     recommender = dict(config["recommender"])
@@ -60,7 +68,13 @@ def main() -> int:
     t0 = time.perf_counter()
     report: dict = {}
     if not args.reuse:
-        job = TrainJob(out=args.out, recommender=recommender, encoder=config["encoder"], progress=False)
+        job = TrainJob(
+            out=args.out,
+            recommender=recommender,
+            encoder=config["encoder"],
+            sasrec=config["sasrec"],
+            progress=False,
+        )
         report = run_training(dataset, job)
     train_minutes = (time.perf_counter() - t0) / 60
     rec = load_recommender(args.out)
@@ -86,8 +100,10 @@ def main() -> int:
 
     rows = {**results, **PUBLISHED}
     print(format_table(rows, METRICS))
-    print(f"\nNDCG@10 gain over the best single scorer ({best}): {gain['mean_difference']:+.4f} "
-          f"(95% CI {gain['low']:+.4f} to {gain['high']:+.4f}, paired bootstrap over {gain['cases']} users)")
+    print(
+        f"\nNDCG@10 gain over the best single scorer ({best}): {gain['mean_difference']:+.4f} "
+        f"(95% CI {gain['low']:+.4f} to {gain['high']:+.4f}, paired bootstrap over {gain['cases']} users)"
+    )
     print(f"train {train_minutes:.1f} min; stage seconds {report.get('stage_seconds')}")
     write_json(
         args.output,

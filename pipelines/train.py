@@ -2,9 +2,10 @@
 
 Stages, each timed:
 
-1. **encoder**: fine-tune the text encoder on the histories before every label the ranker will
-   learn from (each user's last ``label_folds + 1`` events held back), so its scores carry no
-   knowledge of those labels. Skipped when ``[encoder] enabled = false`` or a ``checkpoint`` is given.
+1. **encoder** and **sasrec**: fine-tune the text encoder and train the sequential model on the
+   histories before every label the ranker will learn from (each user's last ``label_folds + 1``
+   events held back), so their scores carry no knowledge of those labels. Each is skipped when its
+   section says ``enabled = false`` or gives a ``checkpoint``.
 2. **ranker**: for each label fold, fit the scorers on the histories before the labels, generate
    candidates and features, then train LambdaRank (``recsys.recommender.train_recommender``).
 3. **serve**: refit the scorers on every interaction and write the artifact atomically.
@@ -42,11 +43,16 @@ class TrainJob:
     out: Path
     recommender: Mapping[str, Any] = field(default_factory=dict)  # RecommenderConfig options
     encoder: Mapping[str, Any] = field(default_factory=dict)  # EncoderTrainConfig options + enabled
+    sasrec: Mapping[str, Any] = field(default_factory=dict)  # SASRecConfig options + enabled
     work_dir: Path | None = None  # encoder runs; default: <out>.work beside the artifact
     evaluate: bool = False
     progress: bool = True
 
-    def recommender_config(self, checkpoint: str | None) -> RecommenderConfig:
+    @property
+    def work(self) -> Path:
+        return self.work_dir or self.out.with_name(self.out.name + ".work")
+
+    def recommender_config(self, checkpoint: str | None, sasrec: str | None = None) -> RecommenderConfig:
         """The configured recommender; scorers and candidates are merged over the defaults (a
         candidate depth of 0 removes that source), and a fine-tuned encoder joins as a scorer, a
         candidate source and the embeddings of the similarity features."""
@@ -58,6 +64,9 @@ class TrainJob:
             scorers.setdefault("encoder", {"model": "encoder", "checkpoint": checkpoint})
             candidates.setdefault("encoder", 100)
             options.setdefault("embeddings_from", "encoder")
+        if sasrec:
+            scorers.setdefault("sasrec", {"model": "sasrec", "checkpoint": sasrec})
+            candidates.setdefault("sasrec", 100)
         options["scorers"] = scorers
         options["candidates"] = {k: v for k, v in candidates.items() if v}
         return make_config(RecommenderConfig, None, options)
@@ -76,7 +85,7 @@ def train_encoder_stage(
     cfg = make_config(EncoderTrainConfig, None, options)
     # Hold back the labels of every fold and the encoder's own validation event.
     earlier, _ = label_split(dataset, folds, split_kind) if folds else (dataset, None)
-    run_dir = (job.work_dir or job.out.with_name(job.out.name + ".work")) / "encoder"
+    run_dir = job.work / "encoder"
     result = train_encoder(earlier, run_dir, cfg, resume=False, progress=job.progress)
     return str(run_dir), {
         "run_dir": str(run_dir),
@@ -86,6 +95,24 @@ def train_encoder_stage(
     }
 
 
+def train_sasrec_stage(
+    dataset: Dataset, job: TrainJob, folds: int, split_kind: str
+) -> tuple[str | None, dict]:
+    """SASRec trained once on the histories before every label (like the encoder), shared by all folds."""
+    from recsys.scorers.sasrec import SASRecConfig, SASRecScorer
+
+    options = dict(job.sasrec)
+    enabled = options.pop("enabled", True)
+    given = options.pop("checkpoint", None)
+    if given or not enabled:
+        return given, {"skipped": "checkpoint given" if given else "disabled"}
+    earlier, split = label_split(dataset, folds, split_kind)
+    data = TrainData.from_split(earlier, split)
+    scorer = SASRecScorer(make_config(SASRecConfig, None, {"progress": job.progress, **options})).fit(data)
+    path = scorer.save_checkpoint(job.work / "sasrec.pt")
+    return str(path), {"checkpoint": str(path), **scorer.train_info}
+
+
 def run_training(dataset: Dataset, job: TrainJob) -> dict[str, Any]:
     """Train every stage into ``job.out``; returns the report (also stored in the manifest)."""
     seconds: dict[str, float] = {}
@@ -93,14 +120,17 @@ def run_training(dataset: Dataset, job: TrainJob) -> dict[str, Any]:
     probe = job.recommender_config(None)
     checkpoint, encoder_report = train_encoder_stage(dataset, job, probe.label_folds, probe.split_kind)
     seconds["encoder"] = time.perf_counter() - t0
-    config = job.recommender_config(checkpoint)
+    t0 = time.perf_counter()
+    sasrec, sasrec_report = train_sasrec_stage(dataset, job, probe.label_folds, probe.split_kind)
+    seconds["sasrec"] = time.perf_counter() - t0
+    config = job.recommender_config(checkpoint, sasrec)
     t0 = time.perf_counter()
     recommender, report = train_recommender(dataset, config, progress=job.progress)
     seconds["ranker (scorers, candidates, features, LambdaRank)"] = (
         time.perf_counter() - t0 - report["seconds"].get("fit_scorers_serve", 0.0)
     )
     t0 = time.perf_counter()
-    report = {"encoder": encoder_report, **report}
+    report = {"encoder": encoder_report, "sasrec": sasrec_report, **report}
     save_recommender(recommender, job.out, report=report)
     seconds["serve (refit on all interactions, save)"] = (
         time.perf_counter() - t0 + report["seconds"].get("fit_scorers_serve", 0.0)
@@ -128,6 +158,6 @@ def evaluate_on_test(
 
 
 def check_sections(config: Mapping[str, Any]) -> None:
-    unknown = sorted(set(config) - {"recommender", "encoder", "ranker"})
+    unknown = sorted(set(config) - {"recommender", "encoder", "sasrec", "ranker"})
     if unknown:
-        raise ConfigError(f"unknown config section(s) {unknown}; valid: recommender, encoder, ranker")
+        raise ConfigError(f"unknown config section(s) {unknown}; valid: recommender, encoder, sasrec, ranker")

@@ -8,6 +8,7 @@ Layout::
     data/train.parquet     the histories the scorers were fitted on (user_id, item_id, seq)
     scorers/<name>.npz     each scorer's fitted arrays (its config is in the manifest)
     encoders/<name>/       the fine-tuned encoder checkpoint of each ``encoder`` scorer
+    models/<name>.pt       single-file checkpoints (``sasrec``)
     ranker.txt             the LightGBM model
 
 The folder is written beside its destination and renamed into place, so a reader sees the old
@@ -71,7 +72,11 @@ def save_recommender(rec: Recommender, folder: str | Path, *, report: dict[str, 
                 np.savez(fh, **scorer.get_state())  # type: ignore[arg-type]
             spec = dict(rec.config.scorers[name])
             checkpoint = spec.get("checkpoint")
-            if checkpoint:
+            if checkpoint and Path(checkpoint).is_file():  # a single-file model (sasrec)
+                (tmp / "models").mkdir(exist_ok=True)
+                shutil.copy2(checkpoint, tmp / "models" / f"{name}{Path(checkpoint).suffix}")
+                spec["checkpoint"] = f"models/{name}{Path(checkpoint).suffix}"
+            elif checkpoint:
                 source, _ = resolve_checkpoint(checkpoint)
                 shutil.copytree(source, tmp / "encoders" / name)
                 spec["checkpoint"] = f"encoders/{name}"  # relative to the artifact

@@ -89,6 +89,9 @@ config file (--config, TOML), every section and key optional:
   [ranker]
   num_leaves = 31
   learning_rate = 0.05
+  [sasrec]
+  enabled = true                 # the sequential model (a causal transformer over item ids)
+  epochs = 40
   [encoder]
   enabled = true                 # false: no fine-tuned encoder (zero-shot text only)
   checkpoint = "runs/encoder"    # use this run instead of training one
@@ -258,7 +261,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = load_toml(args.config) if args.config else {}
     check_sections(config)
-    config = apply_overrides({"recommender": {}, "encoder": {}, "ranker": {}, **config}, list(args.set))
+    config = apply_overrides(
+        {"recommender": {}, "encoder": {}, "sasrec": {}, "ranker": {}, **config}, list(args.set)
+    )
     recommender = dict(config["recommender"])
     if config["ranker"]:
         recommender["ranker"] = {**recommender.get("ranker", {}), **config["ranker"]}
@@ -266,6 +271,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         out=args.out,
         recommender=recommender,
         encoder=config["encoder"],
+        sasrec=config["sasrec"],
         work_dir=args.work_dir,
         evaluate=args.evaluate,
         progress=not args.no_progress,

@@ -12,6 +12,7 @@ from recsys.scorers.bpr import BPRConfig, BPRScorer
 from recsys.scorers.covisit import CovisitConfig, CovisitScorer
 from recsys.scorers.ease import EASEConfig, EASEScorer
 from recsys.scorers.popularity import PopularityConfig, PopularityScorer
+from recsys.scorers.sasrec import SASRecConfig, SASRecScorer
 from recsys.scorers.text import EncoderScorer, TextScorer, TextScorerConfig
 
 SCORERS: dict[str, type[Scorer]] = {
@@ -20,6 +21,7 @@ SCORERS: dict[str, type[Scorer]] = {
     "als": ALSScorer,
     "ease": EASEScorer,
     "bpr": BPRScorer,
+    "sasrec": SASRecScorer,
     "text": TextScorer,
     "encoder": EncoderScorer,
 }
@@ -46,6 +48,8 @@ __all__ = [
     "EncoderScorer",
     "PopularityConfig",
     "PopularityScorer",
+    "SASRecConfig",
+    "SASRecScorer",
     "Scorer",
     "TextScorer",
     "TextScorerConfig",

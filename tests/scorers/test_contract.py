@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys.errors import ConfigError, NotFittedError
+from recsys.data import TrainData, leave_one_out, synthetic_dataset
+from recsys.errors import ArtifactError, ConfigError, NotFittedError
 from recsys.evaluation import evaluate
 from recsys.scorers import SCORERS, build_scorer
 
@@ -17,6 +18,7 @@ FAST = {
     "bpr": {"factors": 32, "iterations": 60},
     "text": {"n_recent": 3},
     "encoder": {},
+    "sasrec": {"epochs": 15, "dim": 32, "threads": 1},
 }
 
 
@@ -105,6 +107,18 @@ def test_scoring_a_history_equals_scoring_its_user(fitted, loo_test, name):
         assert np.corrcoef(known[finite], anon[finite])[0, 1] > 0.999
     else:
         np.testing.assert_allclose(anon[finite], known[finite], rtol=1e-5, atol=1e-6)
+
+
+def test_sasrec_checkpoint_loads_the_same_model(fitted, loo_test, tmp_path):
+    _, data = loo_test
+    path = fitted["sasrec"].save_checkpoint(tmp_path / "sasrec.pt")
+    loaded = build_scorer("sasrec", {"checkpoint": str(path)}).fit(data)
+    users = np.arange(20)
+    np.testing.assert_array_equal(loaded.score(users), fitted["sasrec"].score(users))
+    other = synthetic_dataset(n_users=50, n_items=40, seed=1)
+    small = TrainData.from_split(other, leave_one_out(other, "test"))
+    with pytest.raises(ArtifactError, match="40"):
+        build_scorer("sasrec", {"checkpoint": str(path)}).fit(small)
 
 
 def test_bpr_cannot_fold_in_a_session(fitted, loo_test):
