@@ -1,7 +1,7 @@
 """Fine-tune the text encoder on Amazon Scientific and measure it on the test split.
 
     .venv/bin/python benchmarks/encoder_finetune.py --data-dir ../shared/data/amazon-scientific \
-        --runs runs/bench [--modes full,lora] [--minutes 12] [--skip-cold]
+        --runs runs/bench [--modes full,lora,projection] [--minutes 12] [--skip-cold] [--set KEY=VALUE]
 
 For each mode: `recsys train-encoder` settings below, trained into RUNS/<mode>, its wall time, and
 the test-split metrics of the fine-tuned scorer beside zero-shot text and ALS. Then the cold-start
@@ -38,6 +38,8 @@ from recsys.text.train import train_encoder
 SETTINGS = {
     "full": {"mode": "full", "train_layers": 2, "learning_rate": 1e-5},
     "lora": {"mode": "lora", "train_layers": 2, "learning_rate": 1e-4, "lora_rank": 16, "lora_alpha": 32},
+    # Stage 1 alone (the projection over the frozen transformer): what `recsys train` uses on CPU.
+    "projection": {"mode": "full", "epochs": 0.0},
 }
 COMMON = {
     "n_recent": 3,
@@ -62,9 +64,17 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=12.0, help="training time limit per run")
     parser.add_argument("--skip-cold", action="store_true")
     parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a training setting (all runs)"
+    )
+    parser.add_argument(
         "--output", type=Path, default=Path(__file__).parent / "results" / "encoder_finetune.json"
     )
     args = parser.parse_args()
+    from recsys.config import parse_override
+
+    for text in args.set:
+        path, value = parse_override(text)
+        COMMON[".".join(path)] = value
 
     dataset = load_amazon_scientific(args.data_dir)
     split = leave_one_out(dataset, "test")

@@ -72,6 +72,10 @@ class TrainJob:
         return make_config(RecommenderConfig, None, options)
 
 
+def _temporal(dataset: Dataset, split_kind: str) -> bool:
+    return split_kind == "temporal" or (split_kind == "auto" and dataset.has_timestamps)
+
+
 def train_encoder_stage(
     dataset: Dataset, job: TrainJob, folds: int, split_kind: str
 ) -> tuple[str | None, dict]:
@@ -83,8 +87,9 @@ def train_encoder_stage(
     if given or not enabled:
         return given, {"skipped": "checkpoint given" if given else "disabled"}
     cfg = make_config(EncoderTrainConfig, None, options)
-    # Hold back the labels of every fold and the encoder's own validation event.
-    earlier, _ = label_split(dataset, folds, split_kind) if folds else (dataset, None)
+    # Leave-one-out: hold back the labels of every fold and the encoder's own validation event.
+    # Temporal: the encoder trains before the validation window (its early stopping sees the labels).
+    earlier = dataset if _temporal(dataset, split_kind) else label_split(dataset, folds, split_kind)[0]
     run_dir = job.work / "encoder"
     result = train_encoder(earlier, run_dir, cfg, resume=False, progress=job.progress)
     return str(run_dir), {
@@ -106,8 +111,11 @@ def train_sasrec_stage(
     given = options.pop("checkpoint", None)
     if given or not enabled:
         return given, {"skipped": "checkpoint given" if given else "disabled"}
-    earlier, split = label_split(dataset, folds, split_kind)
-    data = TrainData.from_split(earlier, split)
+    if _temporal(dataset, split_kind):
+        data = TrainData.from_split(dataset, make_split(dataset, "valid", split_kind))
+    else:
+        earlier, split = label_split(dataset, folds, split_kind)
+        data = TrainData.from_split(earlier, split)
     scorer = SASRecScorer(make_config(SASRecConfig, None, {"progress": job.progress, **options})).fit(data)
     path = scorer.save_checkpoint(job.work / "sasrec.pt")
     return str(path), {"checkpoint": str(path), **scorer.train_info}

@@ -169,6 +169,10 @@ def test_train_writes_an_artifact_that_evaluate_ranks(
         "--set",
         "encoder.eval_users=50",
         "--set",
+        "sasrec.epochs=5",
+        "--set",
+        "sasrec.dim=32",
+        "--set",
         "ranker.max_rounds=40",
         "--set",
         "ranker.min_data_in_leaf=5",
@@ -180,10 +184,11 @@ def test_train_writes_an_artifact_that_evaluate_ranks(
     assert code == 0, err
     assert "candidate recall" in out and "hybrid" in out and "stage times" in out
     manifest = json.loads((artifact / "manifest.json").read_text())
-    assert "encoder" in manifest["config"]["scorers"]
+    assert {"encoder", "sasrec"} <= set(manifest["config"]["scorers"])
+    assert (artifact / "models" / "sasrec.pt").exists()
     assert (artifact / "encoders" / "encoder" / "encoder.json").exists()
     report = json.loads((tmp_path / "report.json").read_text())
-    assert set(report["test"]) >= {"hybrid", "als", "encoder"}
+    assert set(report["test"]) >= {"hybrid", "als", "ease", "sasrec", "encoder"}
     code, out, err = run(
         capsys,
         "evaluate",
