@@ -64,7 +64,11 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=12.0, help="training time limit per run")
     parser.add_argument("--skip-cold", action="store_true")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a training setting (all runs)"
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a training setting (all runs)",
     )
     parser.add_argument(
         "--output", type=Path, default=Path(__file__).parent / "results" / "encoder_finetune.json"

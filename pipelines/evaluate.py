@@ -52,6 +52,14 @@ def hybrid_scorer(options: Mapping[str, Any], data: TrainData) -> Scorer:
     if unknown or "artifact" not in options:
         raise ConfigError("the 'hybrid' model takes one option, artifact: --set hybrid.artifact=DIR")
     recommender = load_recommender(options["artifact"])
+    pretrained = [n for n, spec in recommender.config.scorers.items() if spec.get("checkpoint")]
+    if pretrained:
+        log.warning(
+            "hybrid: %s keep the weights the artifact was trained with; if those saw the targets "
+            "evaluated here the figures are optimistic (`recsys train --evaluate` retrains them "
+            "on the test split's training data)",
+            ", ".join(pretrained),
+        )
     if recommender.data.fingerprint != data.fingerprint:
         recommender = recommender.refit(data)
     return HybridScorer(recommender).fit(data)

@@ -1,16 +1,17 @@
-"""The training job behind ``recsys train``: encoder → CF scorers → ranker → one artifact folder.
+"""The training job behind ``recsys train``: models → ranker → one artifact folder.
 
-Stages, each timed:
+1. **models for the labels**: the encoder (fine-tuned) and SASRec are trained on the histories
+   before every label the ranker learns from (each user's last ``label_folds`` events and one more
+   held back), so their scores know nothing of those labels.
+2. **ranker**: for each label fold, the CF scorers are fitted on the histories before its labels;
+   candidates and features follow; LambdaRank learns from all folds
+   (``recsys.recommender.train_ranker``).
+3. **models for serving**: encoder and SASRec retrained on every interaction; every scorer fitted
+   on every interaction; the artifact is written atomically with the ranker.
+4. **evaluate** (optional): encoder and SASRec trained once more on the test split's training data,
+   every scorer fitted on it, the same ranker: the test figures, beside each scorer alone.
 
-1. **encoder** and **sasrec**: fine-tune the text encoder and train the sequential model on the
-   histories before every label the ranker will learn from (each user's last ``label_folds + 1``
-   events held back), so their scores carry no knowledge of those labels. Each is skipped when its
-   section says ``enabled = false`` or gives a ``checkpoint``.
-2. **ranker**: for each label fold, fit the scorers on the histories before the labels, generate
-   candidates and features, then train LambdaRank (``recsys.recommender.train_recommender``).
-3. **serve**: refit the scorers on every interaction and write the artifact atomically.
-4. **evaluate** (optional): refit the scorers on the test split's training data, keep the ranker,
-   and rank the whole catalogue for the test targets beside every single scorer.
+An encoder or SASRec ``checkpoint`` given in the config is used as is for every purpose.
 """
 
 from __future__ import annotations
@@ -25,10 +26,18 @@ from typing import Any
 
 from recsys.artifacts import save_recommender
 from recsys.config import make_config
-from recsys.data import Dataset, TrainData, label_split, make_split
+from recsys.data import Dataset, Split, TrainData, all_interactions, label_split, make_split
 from recsys.errors import ConfigError
 from recsys.evaluation import evaluate
-from recsys.recommender import HybridScorer, RecommenderConfig, train_recommender
+from recsys.rank.ranker import Ranker
+from recsys.recommender import (
+    HybridScorer,
+    Recommender,
+    RecommenderConfig,
+    fit_scorers,
+    label_folds,
+    train_ranker,
+)
 from recsys.text.train_config import EncoderTrainConfig
 
 log = logging.getLogger(__name__)
@@ -76,9 +85,8 @@ def _temporal(dataset: Dataset, split_kind: str) -> bool:
     return split_kind == "temporal" or (split_kind == "auto" and dataset.has_timestamps)
 
 
-def train_encoder_stage(
-    dataset: Dataset, job: TrainJob, folds: int, split_kind: str
-) -> tuple[str | None, dict]:
+def train_encoder_stage(dataset: Dataset, job: TrainJob, purpose: str) -> tuple[str | None, dict]:
+    """Fine-tune the encoder on ``dataset`` (its own validation event held out for early stopping)."""
     from recsys.text.train import train_encoder
 
     options = {**ENCODER_DEFAULTS, **job.encoder}
@@ -87,11 +95,8 @@ def train_encoder_stage(
     if given or not enabled:
         return given, {"skipped": "checkpoint given" if given else "disabled"}
     cfg = make_config(EncoderTrainConfig, None, options)
-    # Leave-one-out: hold back the labels of every fold and the encoder's own validation event.
-    # Temporal: the encoder trains before the validation window (its early stopping sees the labels).
-    earlier = dataset if _temporal(dataset, split_kind) else label_split(dataset, folds, split_kind)[0]
-    run_dir = job.work / "encoder"
-    result = train_encoder(earlier, run_dir, cfg, resume=False, progress=job.progress)
+    run_dir = job.work / purpose / "encoder"
+    result = train_encoder(dataset, run_dir, cfg, resume=False, progress=job.progress)
     return str(run_dir), {
         "run_dir": str(run_dir),
         "best_step": result.best_step,
@@ -100,10 +105,8 @@ def train_encoder_stage(
     }
 
 
-def train_sasrec_stage(
-    dataset: Dataset, job: TrainJob, folds: int, split_kind: str
-) -> tuple[str | None, dict]:
-    """SASRec trained once on the histories before every label (like the encoder), shared by all folds."""
+def train_sasrec_stage(data: TrainData, job: TrainJob, purpose: str) -> tuple[str | None, dict]:
+    """Train SASRec on ``data``'s histories and save its checkpoint."""
     from recsys.scorers.sasrec import SASRecConfig, SASRecScorer
 
     options = dict(job.sasrec)
@@ -111,57 +114,97 @@ def train_sasrec_stage(
     given = options.pop("checkpoint", None)
     if given or not enabled:
         return given, {"skipped": "checkpoint given" if given else "disabled"}
-    if _temporal(dataset, split_kind):
-        data = TrainData.from_split(dataset, make_split(dataset, "valid", split_kind))
-    else:
-        earlier, split = label_split(dataset, folds, split_kind)
-        data = TrainData.from_split(earlier, split)
     scorer = SASRecScorer(make_config(SASRecConfig, None, {"progress": job.progress, **options})).fit(data)
-    path = scorer.save_checkpoint(job.work / "sasrec.pt")
+    path = scorer.save_checkpoint(job.work / purpose / "sasrec.pt")
     return str(path), {"checkpoint": str(path), **scorer.train_info}
+
+
+def _as_dataset(dataset: Dataset, split: Split) -> Dataset:
+    """A split's training interactions as a dataset of their own (for a model that splits again)."""
+    return Dataset(
+        name=f"{dataset.name}-{split.name}-train", items=dataset.items, interactions=split.train, source={}
+    )
+
+
+def trained_models(
+    dataset: Dataset, job: TrainJob, purpose: str, folds: int, split_kind: str
+) -> tuple[RecommenderConfig, dict, dict]:
+    """The encoder and SASRec trained for ``purpose``, and the recommender config that uses them.
+
+    - ``labels``: on the histories before every label the ranker learns from, so their scores know
+      nothing of those labels (temporal data: before the validation window);
+    - ``test``: on the test split's training data (``--evaluate``);
+    - ``serve``: on every interaction (the artifact).
+    """
+    seconds: dict[str, float] = {}
+    if purpose == "labels":
+        if _temporal(dataset, split_kind):
+            split = make_split(dataset, "valid", split_kind)
+            encoder_data = _as_dataset(dataset, split)
+        else:
+            encoder_data, split = label_split(dataset, folds, split_kind)
+        sasrec_data = TrainData.from_split(
+            encoder_data if not _temporal(dataset, split_kind) else dataset, split
+        )
+    elif purpose == "test":
+        split = make_split(dataset, "test", split_kind)
+        encoder_data, sasrec_data = _as_dataset(dataset, split), TrainData.from_split(dataset, split)
+    else:
+        encoder_data, sasrec_data = dataset, TrainData.from_split(dataset, all_interactions(dataset))
+    t0 = time.perf_counter()
+    encoder, encoder_report = train_encoder_stage(encoder_data, job, purpose)
+    seconds[f"encoder ({purpose})"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sasrec, sasrec_report = train_sasrec_stage(sasrec_data, job, purpose)
+    seconds[f"sasrec ({purpose})"] = time.perf_counter() - t0
+    report = {"encoder": encoder_report, "sasrec": sasrec_report}
+    return job.recommender_config(encoder, sasrec), report, seconds
 
 
 def run_training(dataset: Dataset, job: TrainJob) -> dict[str, Any]:
     """Train every stage into ``job.out``; returns the report (also stored in the manifest)."""
-    seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
     probe = job.recommender_config(None)
-    checkpoint, encoder_report = train_encoder_stage(dataset, job, probe.label_folds, probe.split_kind)
-    seconds["encoder"] = time.perf_counter() - t0
+    folds, kind = label_folds(dataset, probe), probe.split_kind
+    config, models, seconds = trained_models(dataset, job, "labels", folds, kind)
     t0 = time.perf_counter()
-    sasrec, sasrec_report = train_sasrec_stage(dataset, job, probe.label_folds, probe.split_kind)
-    seconds["sasrec"] = time.perf_counter() - t0
-    config = job.recommender_config(checkpoint, sasrec)
+    ranker, report = train_ranker(dataset, config, progress=job.progress)
+    seconds["ranker (scorers, candidates, features, LambdaRank)"] = time.perf_counter() - t0
+    report["models"] = {"labels": models}
+    serve_config, report["models"]["serve"], more = trained_models(dataset, job, "serve", folds, kind)
+    seconds.update(more)
     t0 = time.perf_counter()
-    recommender, report = train_recommender(dataset, config, progress=job.progress)
-    seconds["ranker (scorers, candidates, features, LambdaRank)"] = (
-        time.perf_counter() - t0 - report["seconds"].get("fit_scorers_serve", 0.0)
-    )
-    t0 = time.perf_counter()
-    report = {"encoder": encoder_report, "sasrec": sasrec_report, **report}
+    serve_data = TrainData.from_split(dataset, all_interactions(dataset))
+    recommender = Recommender(serve_config, serve_data, fit_scorers(serve_config, serve_data), ranker)
     save_recommender(recommender, job.out, report=report)
-    seconds["serve (refit on all interactions, save)"] = (
-        time.perf_counter() - t0 + report["seconds"].get("fit_scorers_serve", 0.0)
-    )
+    seconds["serve (fit on all interactions, save)"] = time.perf_counter() - t0
     if job.evaluate:
+        test_config, report["models"]["test"], more = trained_models(dataset, job, "test", folds, kind)
+        seconds.update(more)
         t0 = time.perf_counter()
-        report["test"] = evaluate_on_test(dataset, recommender)
+        report["test"] = evaluate_on_test(dataset, test_config, ranker, kind)
         seconds["evaluate"] = time.perf_counter() - t0
     report["stage_seconds"] = {k: round(v, 1) for k, v in seconds.items()}
-    report["config"] = dataclasses.asdict(config)
+    report["config"] = dataclasses.asdict(serve_config)
     return report
 
 
-def evaluate_on_test(
-    dataset: Dataset, recommender: Any, split_kind: str = "auto"
-) -> dict[str, dict[str, float]]:
-    """Test-split metrics of the hybrid (scorers refitted on the test histories, same ranker) and of
-    each of its scorers alone."""
+def test_recommender(
+    dataset: Dataset, config: RecommenderConfig, ranker: Ranker, split_kind: str = "auto"
+) -> tuple[Recommender, TrainData, Split]:
+    """The recommender as it would have been on the test split's training data (same ranker)."""
     split = make_split(dataset, "test", split_kind)
     data = TrainData.from_split(dataset, split)
-    refitted = recommender.refit(data)
-    rows = {name: evaluate(scorer, data, split).metrics for name, scorer in refitted.scorers.items()}
-    rows["hybrid"] = evaluate(HybridScorer(refitted).fit(data), data, split).metrics
+    return Recommender(config, data, fit_scorers(config, data), ranker), data, split
+
+
+def evaluate_on_test(
+    dataset: Dataset, config: RecommenderConfig, ranker: Ranker, split_kind: str = "auto"
+) -> dict[str, dict[str, float]]:
+    """Test-split metrics of the hybrid and of each of its scorers alone, with every model (CF and
+    pretrained) fitted on the test split's training data only."""
+    rec, data, split = test_recommender(dataset, config, ranker, split_kind)
+    rows = {name: evaluate(scorer, data, split).metrics for name, scorer in rec.scorers.items()}
+    rows["hybrid"] = evaluate(HybridScorer(rec).fit(data), data, split).metrics
     return rows
 
 

@@ -67,8 +67,9 @@ class RecommenderConfig:
     # The text scorer whose item embeddings feed the similarity features (and the reasons).
     embeddings_from: str = "text"
     # Labelled events per user for the ranker: fold 0 is the validation target, fold f the event f
-    # places before it (scorers refitted on the history before each); more folds, more training queries.
-    label_folds: int = 1
+    # places before it (scorers refitted on the history before each); more folds, more training
+    # queries. Leave-one-out only: a temporal split uses its validation window alone.
+    label_folds: int = 2
     split_kind: str = "auto"  # how labels are held out: auto | leave-one-out | temporal
     chunk_size: int = 512
 
@@ -290,25 +291,27 @@ def label_frame(
     return full, stats
 
 
-def train_recommender(
-    dataset: Dataset,
-    config: RecommenderConfig | None = None,
-    *,
-    serve_split: Split | None = None,
-    progress: bool = False,
-) -> tuple[Recommender, dict[str, Any]]:
-    """Learn the ranker on the validation targets, then refit the scorers on ``serve_split``'s
-    training data (default: every interaction) for the returned ``Recommender``.
+def label_folds(dataset: Dataset, config: RecommenderConfig) -> int:
+    """``config.label_folds``, or 1 for a temporal split (it has one validation window)."""
+    temporal = config.split_kind == "temporal" or (config.split_kind == "auto" and dataset.has_timestamps)
+    if temporal and config.label_folds > 1:
+        log.info("temporal split: the ranker learns from the validation window only (label_folds = 1)")
+        return 1
+    return config.label_folds
 
-    Returns the recommender and a report: stage times, candidate recall on the validation
-    targets, the ranker's early-stopping figures and its feature importance.
+
+def train_ranker(
+    dataset: Dataset, config: RecommenderConfig, *, progress: bool = False
+) -> tuple[Ranker, dict[str, Any]]:
+    """Learn the ranker from ``config.label_folds`` labelled events per user.
+
+    For each fold the scorers are fitted on the histories before its labels; candidates and
+    features follow; LambdaRank learns from all folds at once. Returns the ranker and a report:
+    stage times, candidate recall per fold, early-stopping figures and feature importance.
     """
-    from recsys.data.split import all_interactions
-
-    config = config or RecommenderConfig()
     times: dict[str, float] = {"fit_scorers_labels": 0.0, "candidates_features": 0.0}
     frames, stats = [], {}
-    for fold in range(config.label_folds):
+    for fold in range(label_folds(dataset, config)):
         t0 = time.perf_counter()
         fold_data, fold_split = label_split(dataset, fold, config.split_kind)
         label_data = TrainData.from_split(fold_data, fold_split)
@@ -320,22 +323,37 @@ def train_recommender(
         # A query is one (fold, user): rows of different folds never share a LambdaRank group.
         frames.append(frame.with_columns(pl.col("user").cast(pl.Int64) + fold * (label_data.n_users + 1)))
         times["candidates_features"] += time.perf_counter() - t0
-    frame = pl.concat(frames)
     t0 = time.perf_counter()
-    ranker = Ranker(config.ranker_config(), feature_names(list(scorers), config.candidates))
-    ranker.fit(frame, progress=progress)
+    ranker = Ranker(config.ranker_config(), feature_names(list(config.scorers), config.candidates))
+    ranker.fit(pl.concat(frames), progress=progress)
     times["ranker"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    serve = serve_split or all_interactions(dataset)
-    serve_data = TrainData.from_split(dataset, serve)
-    recommender = Recommender(config, serve_data, fit_scorers(config, serve_data, progress), ranker)
-    times["fit_scorers_serve"] = time.perf_counter() - t0
     report = {
         "validation": stats,
         "ranker": ranker.info,
         "importance": ranker.importance(),
         "seconds": {k: round(v, 1) for k, v in times.items()},
     }
+    return ranker, report
+
+
+def train_recommender(
+    dataset: Dataset,
+    config: RecommenderConfig | None = None,
+    *,
+    serve_split: Split | None = None,
+    progress: bool = False,
+) -> tuple[Recommender, dict[str, Any]]:
+    """``train_ranker``, then the scorers refitted on ``serve_split``'s training data (default:
+    every interaction) for the returned ``Recommender``. Scorers loaded from a checkpoint keep
+    their weights: ``pipelines.train`` retrains those for each purpose."""
+    from recsys.data.split import all_interactions
+
+    config = config or RecommenderConfig()
+    ranker, report = train_ranker(dataset, config, progress=progress)
+    t0 = time.perf_counter()
+    serve_data = TrainData.from_split(dataset, serve_split or all_interactions(dataset))
+    recommender = Recommender(config, serve_data, fit_scorers(config, serve_data, progress), ranker)
+    report["seconds"]["fit_scorers_serve"] = round(time.perf_counter() - t0, 1)
     return recommender, report
 
 
