@@ -25,6 +25,8 @@ models:
   covisit     item -> next-item transitions (and optional co-occurrence) of the user's recent items
   als         implicit ALS on the binary user x item matrix (128 factors, alpha 20, reg 0.05, 20 iters)
   bpr         implicit BPR on the same matrix
+  ease        EASE: closed-form item x item model on the same matrix (l2 100)
+  sasrec      SASRec: a causal transformer over the item sequence, full-softmax training
   text        zero-shot all-MiniLM-L6-v2: cosine of item texts to the user's recent items
   encoder     a fine-tuned encoder from `recsys train-encoder` (--set encoder.checkpoint=RUN_DIR)
   hybrid      the ranking stage of an artifact from `recsys train` (--set hybrid.artifact=DIR): its
