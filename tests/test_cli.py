@@ -96,7 +96,10 @@ def test_toml_config(files, tmp_path, capsys):
     [
         (["evaluate", "--models", "popularity"], "no data"),
         (["evaluate", "--dataset", "amazon-scientific"], "needs --data-dir"),
-        (["evaluate", "--items", "i.csv", "--interactions", "e.csv", "--models", "nosuchmodel"], "unknown model"),
+        (
+            ["evaluate", "--items", "i.csv", "--interactions", "e.csv", "--models", "nosuchmodel"],
+            "unknown model",
+        ),
         (["evaluate", "--items", "i.csv", "--interactions", "e.csv", "--set", "als"], "section.key=value"),
     ],
 )

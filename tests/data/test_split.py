@@ -115,3 +115,37 @@ def test_cold_start_split(synthetic):
         (pl.col("seq").max() + 1 == pl.len()).alias("ok"), (pl.col("seq").n_unique() == pl.len()).alias("u")
     )
     assert check["ok"].all() and check["u"].all()
+
+
+def test_label_split_folds_move_back_one_event_each(synthetic):
+    from recsys.data import label_split
+
+    events = synthetic.interactions.sort("user_id", "seq")
+    for fold in (0, 1, 2):
+        _, split = label_split(synthetic, fold, "leave-one-out")
+        n = events.group_by("user_id").len()
+        expected = (
+            events.join(n, on="user_id")
+            .filter((pl.col("seq") == pl.col("len") - 2 - fold) & (pl.col("seq") >= 1))
+            .select("user_id", "item_id")
+            .sort("user_id")
+        )
+        assert split.targets.select("user_id", "item_id").sort("user_id").equals(expected)
+        latest = split.train.group_by("user_id").agg(pl.col("seq").max().alias("last"))
+        joined = latest.join(n, on="user_id")
+        assert (joined["last"] < joined["len"] - 2 - fold).all()  # nothing from the label on
+
+
+def test_label_split_refuses_extra_folds_on_temporal_data(synthetic):
+    from recsys.data import label_split
+
+    with pytest.raises(ConfigError, match="leave-one-out"):
+        label_split(synthetic, 1, "temporal")
+    assert label_split(synthetic, 0, "temporal")[1].protocol["kind"] == "global-temporal"
+
+
+def test_all_interactions_has_every_event_and_no_targets(synthetic):
+    from recsys.data import all_interactions
+
+    split = all_interactions(synthetic)
+    assert split.train.height == synthetic.interactions.height and split.targets.height == 0
