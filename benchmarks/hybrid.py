@@ -65,17 +65,17 @@ def main() -> int:
     if config["ranker"]:
         recommender["ranker"] = {**recommender.get("ranker", {}), **config["ranker"]}
     dataset = load_amazon_scientific(args.data_dir)
+    job = TrainJob(
+        out=args.out,
+        recommender=recommender,
+        encoder=config["encoder"],
+        sasrec=config["sasrec"],
+        progress=False,
+    )
     t0 = time.perf_counter()
     report: dict = {}
     if not args.reuse:
-        train_job = TrainJob(
-            out=args.out,
-            recommender=recommender,
-            encoder=config["encoder"],
-            sasrec=config["sasrec"],
-            progress=False,
-        )
-        report = run_training(dataset, train_job)
+        report = run_training(dataset, job)
     train_minutes = (time.perf_counter() - t0) / 60
     rec = load_recommender(args.out)
     if args.reuse:
@@ -86,13 +86,6 @@ def main() -> int:
     # The test figures come from models trained on the test split's training data only (the
     # artifact's encoder and SASRec have seen every interaction, test targets included).
     t0 = time.perf_counter()
-    job = TrainJob(
-        out=args.out,
-        recommender=recommender,
-        encoder=config["encoder"],
-        sasrec=config["sasrec"],
-        progress=False,
-    )
     probe = job.recommender_config(None)
     test_config, _, test_seconds = trained_models(dataset, job, "test", probe.label_folds, probe.split_kind)
     refitted, data, split = test_recommender(dataset, test_config, rec.ranker, probe.split_kind)
