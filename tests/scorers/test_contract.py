@@ -163,7 +163,7 @@ def test_encoder_needs_a_checkpoint():
 
 def test_unknown_model_lists_valid_ones():
     with pytest.raises(ConfigError, match="valid models: popularity"):
-        build_scorer("sasrec")
+        build_scorer("nosuchmodel")
 
 
 def test_config_type_errors():
