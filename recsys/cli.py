@@ -302,6 +302,57 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG_SERVE = """\
+endpoints (OpenAPI at /docs and /openapi.json):
+  POST /v1/recommendations       {"user_id": "u1", "k": 10, "filters": {...}, "context": ["item", ...]}
+  POST /v1/rank                  {"user_id": "u1", "item_ids": ["a", "b", ...]}
+  GET  /v1/items/ID/similar?k=10
+  PUT  /v1/items/ID              {"title": ..., "category": ..., "text": ...}   (X-API-Key)
+  DELETE /v1/items/ID                                                           (X-API-Key)
+  POST /v1/events                {"events": [{"user_id", "item_id", "type": "view"}]}  (X-API-Key)
+  POST /v1/admin/reload          {"model_dir": DIR} (or send SIGHUP)            (X-API-Key)
+  GET  /healthz  /readyz  /metrics
+
+settings (environment; the options below set the first three):
+  RECSYS_MODEL_DIR, RECSYS_REDIS_URL (or REDIS_URL; unset: in-process cache), RECSYS_API_KEYS
+  (comma-separated; unset: writes refused), RECSYS_CACHE_TTL_S=600, RECSYS_MAX_K=100,
+  RECSYS_MAX_CANDIDATES=1000, RECSYS_MAX_CONTEXT=100, RECSYS_MAX_EVENTS=1000,
+  RECSYS_MAX_BODY_BYTES=1000000, RECSYS_WITH_REASONS=true, RECSYS_MODEL_THREADS=1
+
+example:
+  RECSYS_API_KEYS=change-me recsys serve --model-dir artifacts/scientific --redis-url redis://127.0.0.1:6379/0
+  curl -s localhost:8000/v1/recommendations -H 'content-type: application/json' \\
+      -d '{"user_id": "A1Z59RFKN0M5QL", "k": 5}'
+"""
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from recsys.artifacts import read_manifest
+
+    if args.model_dir is not None:
+        os.environ["RECSYS_MODEL_DIR"] = str(args.model_dir.resolve())
+    if args.redis_url is not None:
+        os.environ["RECSYS_REDIS_URL"] = args.redis_url
+    model_dir = os.environ.get("RECSYS_MODEL_DIR")
+    if not model_dir:
+        raise ConfigError("no model to serve: pass --model-dir DIR or set RECSYS_MODEL_DIR")
+    read_manifest(model_dir)  # a missing or foreign folder fails here, before the workers start
+    uvicorn.run(
+        "serving.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="debug" if args.verbose else "info",
+        access_log=args.access_log,
+    )
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     dataset = load_dataset(args)
     for key, value in dataset.summary().items():
@@ -407,6 +458,22 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--output", type=Path, help="write the JSON report here")
     tr.add_argument("--no-progress", action="store_true", help="no progress bars")
     tr.set_defaults(func=cmd_train)
+
+    se = sub.add_parser(
+        "serve",
+        help="serve an artifact over HTTP: recommendations, rank, similar, items, events",
+        description="Run the FastAPI service on an artifact from `recsys train`, with a Redis cache "
+        "(or an in-process one when no Redis URL is set).",
+        epilog=EPILOG_SERVE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    se.add_argument("--model-dir", type=Path, metavar="DIR", help="artifact folder (or RECSYS_MODEL_DIR)")
+    se.add_argument("--redis-url", help="redis://host:port/db (or RECSYS_REDIS_URL / REDIS_URL)")
+    se.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    se.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    se.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    se.add_argument("--access-log", action="store_true", help="log every request")
+    se.set_defaults(func=cmd_serve)
 
     va = sub.add_parser("validate", help="check data files against the canonical schema and summarise them")
     _add_data_arguments(va)

@@ -134,7 +134,9 @@ class Recommender:
         self, histories: list[np.ndarray], users: np.ndarray | None = None, items: np.ndarray | None = None
     ) -> tuple[ScoredChunk, pl.DataFrame]:
         """Candidate (or given) items with their features for one chunk; ``row`` indexes the chunk."""
-        chunk = score_chunk(self.scorers, histories, users, keep_raw=items is not None)
+        chunk = score_chunk(
+            self.scorers, histories, users, keep_raw=items is not None, n_items=self.data.n_items
+        )
         if items is None:
             rows, cand = merge_candidates(chunk, self.config.candidates)
         else:
@@ -204,14 +206,47 @@ class Recommender:
         rows = self.item_rows(item_ids, strict=False)
         return self.recommend_rows([rows[rows >= 0]], None, k, filters)[0]
 
-    def rank(self, user_id: str, candidate_ids: Sequence[str]) -> list[Recommendation]:
-        """``candidate_ids`` ordered for ``user_id`` (unknown user: no history); unknown items are refused."""
+    def user_history(self, user_id: str | None, recent: Sequence[str] = ()) -> tuple[np.ndarray, int, str]:
+        """One user's item rows (oldest first), their training row (-1: fold the history in) and the
+        basis of what they get: ``history`` (the trained user as fitted), ``history+recent`` (the
+        training history with ``recent`` item ids after it: events since training), ``session``
+        (an unknown user's ``recent`` items only) or ``popular`` (nothing known). Unknown recent ids
+        are ignored."""
+        row = -1 if user_id is None else int(self.data.users.index(pl.Series([user_id], dtype=pl.String))[0])
+        extra = self.item_rows(recent, strict=False) if len(recent) else np.zeros(0, np.int64)
+        extra = extra[extra >= 0]
+        if row >= 0 and not len(extra):
+            return self.data.history(row), row, "history"
+        if row >= 0:
+            return np.concatenate([self.data.history(row), extra]), -1, "history+recent"
+        return extra, -1, ("session" if len(extra) else "popular")
+
+    def recommend_user(
+        self,
+        user_id: str | None,
+        k: int = 10,
+        filters: Filters | None = None,
+        recent: Sequence[str] = (),
+        *,
+        with_reasons: bool = True,
+    ) -> tuple[list[Recommendation], str]:
+        """Top-``k`` for one user (or an anonymous session) with ``recent`` item ids since training;
+        returns the list and its basis (see ``user_history``)."""
+        _check_k(k)
+        hist, row, basis = self.user_history(user_id, recent)
+        users = np.array([row]) if row >= 0 else None
+        return self.recommend_rows([hist], users, k, filters, with_reasons=with_reasons)[0], basis
+
+    def rank(
+        self, user_id: str | None, candidate_ids: Sequence[str], recent: Sequence[str] = ()
+    ) -> list[Recommendation]:
+        """``candidate_ids`` ordered for ``user_id`` (unknown user: no history; ``recent`` as in
+        ``user_history``); unknown items are refused."""
         items = self.item_rows(candidate_ids, strict=True)
         if len(items) == 0:
             return []
-        row = int(self.data.users.index(pl.Series([user_id], dtype=pl.String))[0])
-        hist = [self.data.history(row)] if row >= 0 else [np.zeros(0, np.int64)]
-        users = np.array([row]) if row >= 0 else None
+        h, row, _ = self.user_history(user_id, recent)
+        hist, users = [h], (np.array([row]) if row >= 0 else None)
         _, frame = self.features(hist, users, items)
         # Ties broken by item row, as everywhere else, so rank() agrees with recommend().
         scored = self.score_frame(frame).sort(["score", "item"], descending=[True, False])

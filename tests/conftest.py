@@ -58,3 +58,33 @@ def encoder_checkpoint(synthetic, tmp_path_factory) -> Path:
         progress=False,
     )
     return run
+
+
+@pytest.fixture(scope="session")
+def hybrid_config(embedding_cache):
+    """A small hybrid: ALS, co-visitation, zero-shot text and popularity under a quick LambdaRank."""
+    from recsys.recommender import RecommenderConfig
+
+    return RecommenderConfig(
+        scorers={
+            "als": {"model": "als", "factors": 16, "iterations": 5},
+            "covisit": {"model": "covisit"},
+            "text": {"model": "text", "n_recent": 1, "cache_dir": str(embedding_cache)},
+            "popularity": {"model": "popularity"},
+        },
+        candidates={"als": 20, "covisit": 20, "text": 20, "popularity": 10},
+        ranker={"max_rounds": 60, "min_data_in_leaf": 5, "early_stopping_rounds": 20, "threads": 1},
+        label_folds=2,
+        split_kind="leave-one-out",
+        chunk_size=128,
+    )
+
+
+@pytest.fixture(scope="session")
+def hybrid_artifact(synthetic, hybrid_config, tmp_path_factory) -> Path:
+    """The small hybrid trained on the synthetic shop and saved as an artifact (serving on every event)."""
+    from recsys.artifacts import save_recommender
+    from recsys.recommender import train_recommender
+
+    rec, report = train_recommender(synthetic, hybrid_config)
+    return save_recommender(rec, tmp_path_factory.mktemp("artifact") / "model", report=report)

@@ -46,16 +46,20 @@ def score_chunk(
     users: np.ndarray | None = None,
     *,
     keep_raw: bool = False,
+    n_items: int | None = None,
 ) -> ScoredChunk:
     """Score ``histories`` with every scorer; ``users`` (training rows) lets scorers use their
     learned user state, otherwise the history is folded in (anonymous sessions).
+
+    ``n_items`` is the catalogue's size when items were added after the scorers were fitted
+    (``recsys.live``): a scorer that never saw an item scores it ``-inf`` and ignores it in histories.
 
     Ranks and scores hide the history, so features do not depend on which candidates are asked
     about; ``keep_raw`` also keeps the history items' own scores (to rank a list that has them).
     """
     scores, ranks, raw = {}, {}, {}
     for name, scorer in scorers.items():
-        s = scorer.score(users) if users is not None else scorer.score_histories(histories)
+        s = _catalogue_scores(scorer, histories, users, n_items)
         if keep_raw:
             raw[name] = s.copy()
         for r, h in enumerate(histories):
@@ -75,3 +79,19 @@ def merge_candidates(chunk: ScoredChunk, depth: dict[str, int]) -> tuple[np.ndar
         pick |= (chunk.ranks[name] < n) & np.isfinite(chunk.scores[name])
     rows, items = np.nonzero(pick)
     return rows.astype(np.int64), items.astype(np.int64)
+
+
+def _catalogue_scores(
+    scorer: Scorer, histories: list[np.ndarray], users: np.ndarray | None, n_items: int | None
+) -> np.ndarray:
+    """(U, n_items) scores; columns past the scorer's own catalogue are ``-inf``."""
+    known = scorer.data.n_items
+    if users is not None:
+        s = scorer.score(users)
+    elif n_items is None or n_items == known:
+        s = scorer.score_histories(histories)
+    else:
+        s = scorer.score_histories([h[h < known] for h in histories])
+    if n_items is not None and n_items > s.shape[1]:
+        s = np.concatenate([s, np.full((s.shape[0], n_items - s.shape[1]), -np.inf, np.float32)], axis=1)
+    return s

@@ -41,6 +41,7 @@ class ItemSide:
     category_labels: np.ndarray  # (n_items,) str: the name without the words every category starts with
     brand_names: np.ndarray  # (n_items,) str, "" unknown
     factors: np.ndarray | None = None  # (n_items, f) unit item vectors of a factor model (ALS), or None
+    available: np.ndarray | None = None  # (n_items,) False for items withdrawn from sale; None: all
 
     @classmethod
     def from_scorers(cls, data: TrainData, scorers: dict[str, Scorer], embeddings_from: str) -> ItemSide:

@@ -44,7 +44,7 @@ def _item_mask(ids: tuple[str, ...], data: TrainData) -> np.ndarray:
 
 def allowed_items(filters: Filters, side: ItemSide, data: TrainData) -> np.ndarray:
     """(n_items,) True where an item passes the item and category filters."""
-    ok = np.ones(data.n_items, dtype=bool)
+    ok = np.ones(data.n_items, dtype=bool) if side.available is None else side.available.copy()
     if filters.include_items is not None:
         ok &= _item_mask(filters.include_items, data)
     if filters.exclude_items:

@@ -25,20 +25,8 @@ from recsys.scorers import build_scorer
 
 
 @pytest.fixture(scope="module")
-def config(embedding_cache) -> RecommenderConfig:
-    return RecommenderConfig(
-        scorers={
-            "als": {"model": "als", "factors": 16, "iterations": 5},
-            "covisit": {"model": "covisit"},
-            "text": {"model": "text", "n_recent": 1, "cache_dir": str(embedding_cache)},
-            "popularity": {"model": "popularity"},
-        },
-        candidates={"als": 20, "covisit": 20, "text": 20, "popularity": 10},
-        ranker={"max_rounds": 60, "min_data_in_leaf": 5, "early_stopping_rounds": 20, "threads": 1},
-        label_folds=2,
-        split_kind="leave-one-out",
-        chunk_size=128,
-    )
+def config(hybrid_config) -> RecommenderConfig:
+    return hybrid_config
 
 
 @pytest.fixture(scope="module")

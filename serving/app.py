@@ -1,0 +1,162 @@
+"""The FastAPI application: ``create_app()`` wires settings, the lifespan, middleware and routes.
+
+Run it with ``recsys serve --model-dir DIR`` (or ``uvicorn serving.app:create_app --factory``).
+Nothing connects or loads at import time: the model and the cache open in the lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from recsys.errors import ArtifactError
+from serving.deps import HolderDep, MetricsDep, StoreDep
+from serving.middleware import Metrics, ServiceMiddleware
+from serving.model import ModelHolder
+from serving.routes import router
+from serving.schemas import Health, Problem, Ready
+from serving.settings import Settings, get_settings
+from serving.store import open_store
+
+log = logging.getLogger("serving")
+
+
+def _field(loc: Any) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _problem(
+    request: Request, status: int, error: str, detail: list[dict[str, Any]] | None = None
+) -> Response:
+    rid = getattr(request.state, "request_id", None)
+    body = Problem(error=error, detail=detail or [], request_id=rid)
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    detail = [{"field": _field(e.get("loc", ())), "reason": e.get("msg", "invalid")} for e in exc.errors()]
+    return _problem(request, 422, "invalid request", detail)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return _problem(request, exc.status_code, str(exc.detail))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("request %s failed", getattr(request.state, "request_id", "?"))
+    return _problem(request, 500, f"internal error ({type(exc).__name__}); see the service log")
+
+
+def _configure_threads(n: int) -> None:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(n)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _configure_threads(settings.model_threads)
+        holder = ModelHolder(settings.model_threads)
+        store = open_store(
+            settings.redis_url,
+            prefix=settings.key_prefix,
+            ttl_s=settings.cache_ttl_s,
+            max_entries=settings.memory_cache_entries,
+            recent_limit=settings.recent_limit,
+            recent_ttl_s=settings.recent_ttl_s,
+            timeout_s=settings.redis_timeout_s,
+            reconnect_min_s=settings.reconnect_min_s,
+            reconnect_max_s=settings.reconnect_max_s,
+        )
+        app.state.settings, app.state.holder, app.state.store, app.state.metrics = (
+            settings,
+            holder,
+            store,
+            metrics,
+        )
+        if settings.model_dir is None:
+            raise ArtifactError("no model to serve: set RECSYS_MODEL_DIR or pass --model-dir")
+        await holder.load(settings.model_dir)
+        if not await store.check():
+            log.warning("redis at %s unreachable at start: serving degraded", settings.redis_url)
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def reload_on_signal() -> None:
+            current = holder.current
+            try:
+                await holder.load(current.model_dir if current else settings.model_dir)  # type: ignore[arg-type]
+            except Exception:
+                log.exception("SIGHUP reload refused; the old model keeps serving")
+
+        def on_hup() -> None:
+            task = loop.create_task(reload_on_signal())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        with suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no SIGHUP
+            loop.add_signal_handler(signal.SIGHUP, on_hup)
+        try:
+            yield
+        finally:
+            with suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGHUP)
+            await store.close()
+
+    app = FastAPI(
+        title="recsys",
+        version="1",
+        summary="Recommendations, reranking, similar items, new items and events for an e-commerce backend.",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    app.include_router(router)
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    async def healthz() -> Health:
+        """The process answers."""
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Ready, tags=["ops"], responses={503: {"model": Ready}})
+    async def readyz(holder: HolderDep, store: StoreDep) -> Response:
+        """Ready when a model is loaded; degraded (still 200) when Redis is configured but unreachable."""
+        reachable = await store.check()
+        state = holder.current
+        status: Literal["ready", "degraded", "loading"] = (
+            "loading" if state is None else ("ready" if reachable else "degraded")
+        )
+        body = Ready(
+            status=status,
+            model_version=None if state is None else state.version,
+            cache={"backend": store.backend, "reachable": reachable},
+        )
+        return JSONResponse(body.model_dump(), status_code=503 if state is None else 200)
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def prometheus(store: StoreDep, metrics: MetricsDep) -> Response:
+        """Prometheus text format: latency histograms, cache hits and misses, errors, by endpoint."""
+        metrics.degraded.set(1.0 if store.degraded else 0.0)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,243 @@
+"""The ``/v1`` endpoints: recommendations, rank, similar items, catalogue changes, events, reload."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.exceptions import RequestValidationError
+
+from recsys.cache_keys import list_payload, params_field
+from recsys.errors import ArtifactError, RecsysError
+from recsys.live import is_available, similar_items
+from recsys.rank.rules import Filters
+from recsys.recommender import Recommendation
+from serving.deps import ApiKey, HolderDep, MetricsDep, ModelDep, RequestId, SettingsDep, StoreDep
+from serving.schemas import (
+    EventsRequest,
+    EventsResponse,
+    Id,
+    ItemIn,
+    ItemOut,
+    Problem,
+    RankRequest,
+    RankResponse,
+    RecommendationsRequest,
+    RecommendationsResponse,
+    ReloadRequest,
+    ReloadResponse,
+    SimilarItemOut,
+    SimilarResponse,
+)
+from serving.settings import Settings
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem} for code in (401, 403, 404, 409, 413, 422, 503)
+}
+router = APIRouter(prefix="/v1", responses=ERRORS)
+JSON = "application/json"
+
+
+def too_long(field: tuple[str, ...], value: Sequence[object] | int, limit: int, what: str) -> dict[str, Any]:
+    return {
+        "type": "too_long",
+        "loc": ("body", *field),
+        "msg": f"at most {limit} {what} (got {value if isinstance(value, int) else len(value)})",
+        "input": None,
+    }
+
+
+def check_limits(settings: Settings, **lists: Sequence[object] | None) -> None:
+    """The operator's limits (settings), as 422s naming the field."""
+    errors = []
+    for name, value in lists.items():
+        if value is None:
+            continue
+        field = tuple(name.split("__"))
+        limit = {
+            "context": settings.max_context,
+            "item_ids": settings.max_candidates,
+            "events": settings.max_events,
+        }.get(name, settings.max_filter_ids)
+        if len(value) > limit:
+            errors.append(too_long(field, value, limit, "ids"))
+    if errors:
+        raise RequestValidationError(errors)
+
+
+def _items(recs: list[Recommendation]) -> list[dict[str, Any]]:
+    return [{"item_id": r.item_id, "score": round(r.score, 6), "reasons": r.reasons} for r in recs]
+
+
+def _respond(request_id: str, cached: bool, payload: bytes) -> Response:
+    head = f'{{"request_id":"{request_id}","cached":{"true" if cached else "false"},'.encode()
+    return Response(head + payload[1:], media_type=JSON)
+
+
+@router.post("/recommendations", response_model=RecommendationsResponse)
+async def recommendations(
+    body: RecommendationsRequest,
+    model: ModelDep,
+    holder: HolderDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    rid: RequestId,
+) -> Response:
+    """Top-``k`` items for a user, with scores and reasons; cached per user and parameters."""
+    if body.k > settings.max_k:
+        raise RequestValidationError([too_long(("k",), body.k, settings.max_k, "items")])
+    f = body.filters
+    check_limits(
+        settings,
+        context=body.context,
+        filters__include_items=f.include_items,
+        filters__exclude_items=f.exclude_items,
+        filters__include_categories=f.include_categories,
+        filters__exclude_categories=f.exclude_categories,
+    )
+    filters_dict = f.model_dump()
+    field = params_field(body.k, {k: v for k, v in filters_dict.items() if k != "exclude_seen"}, body.context)
+    if not f.exclude_seen:
+        field += ":seen"
+    version = model.version
+    cached = await store.get_list(version, body.user_id, field)
+    if cached is not None:
+        metrics.cache.labels("recommendations", "hit").inc()
+        return _respond(rid, True, cached)
+    metrics.cache.labels("recommendations", "miss").inc()
+    recent = [*await store.recent(body.user_id), *body.context]
+    rec = model.recommender
+    filters = Filters(**filters_dict)
+    t0 = time.perf_counter()
+    recs, basis = await holder.run(
+        lambda: rec.recommend_user(
+            body.user_id, body.k, filters, recent=recent, with_reasons=settings.with_reasons
+        )
+    )
+    metrics.model_seconds.labels("recommendations").observe(time.perf_counter() - t0)
+    payload = list_payload(_items(recs), version, basis)
+    await store.put_list(version, body.user_id, field, payload)
+    return _respond(rid, False, payload)
+
+
+@router.post("/rank", response_model=RankResponse)
+async def rank(
+    body: RankRequest,
+    model: ModelDep,
+    holder: HolderDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    rid: RequestId,
+) -> RankResponse:
+    """Your candidate ids reordered for the user; unknown and withdrawn ids are reported, not fatal."""
+    check_limits(settings, item_ids=body.item_ids, context=body.context)
+    rec = model.recommender
+    ids = list(dict.fromkeys(body.item_ids))  # first occurrence of each id
+    rows = rec.data.items.index(ids)
+    ok = is_available(rec, rows.copy())
+    unknown = [i for i, r in zip(ids, rows, strict=True) if r < 0]
+    withdrawn = [i for i, r, good in zip(ids, rows, ok, strict=True) if r >= 0 and not good]
+    known = [i for i, good in zip(ids, ok, strict=True) if good]
+    recent = [*await store.recent(body.user_id), *body.context]
+    t0 = time.perf_counter()
+    ranked = await holder.run(lambda: rec.rank(body.user_id, known, recent=recent)) if known else []
+    metrics.model_seconds.labels("rank").observe(time.perf_counter() - t0)
+    return RankResponse.model_validate(
+        {
+            "request_id": rid,
+            "model_version": model.version,
+            "items": _items(ranked),
+            "unknown_items": unknown,
+            "unavailable_items": withdrawn,
+        }
+    )
+
+
+@router.get("/items/{item_id}/similar", response_model=SimilarResponse)
+async def similar(
+    item_id: Id,
+    model: ModelDep,
+    holder: HolderDep,
+    settings: SettingsDep,
+    rid: RequestId,
+    k: int = Query(10, ge=1, description="how many (at most max_k)"),
+    by: Literal["both", "text", "covisit"] = Query(
+        "both", description="text: substitutes by description; covisit: seen together; both: fused"
+    ),
+) -> SimilarResponse:
+    """Items like this one: text similarity and co-visitation, fused by reciprocal rank."""
+    if k > settings.max_k:
+        raise RequestValidationError(
+            [{**too_long(("k",), k, settings.max_k, "items"), "loc": ("query", "k")}]
+        )
+    rec = model.recommender
+    if rec.data.items.index([item_id])[0] < 0:
+        raise HTTPException(404, f"unknown item {item_id!r}")
+    found = await holder.run(lambda: similar_items(rec, item_id, k, by))
+    return SimilarResponse(
+        request_id=rid,
+        model_version=model.version,
+        item_id=item_id,
+        items=[SimilarItemOut(**vars(s)) for s in found],
+    )
+
+
+@router.put("/items/{item_id}", response_model=ItemOut, dependencies=[ApiKey])
+async def put_item(item_id: Id, body: ItemIn, model: ModelDep, holder: HolderDep) -> ItemOut:
+    """Add or change an item: its text is embedded now and it is recommendable at once."""
+    known = bool(model.recommender.data.items.index([item_id])[0] >= 0)
+    try:
+        state = await holder.upsert({"item_id": item_id, **body.model_dump()})
+    except RecsysError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    return ItemOut(item_id=item_id, status="updated" if known else "created", model_version=state.version)
+
+
+@router.delete("/items/{item_id}", response_model=ItemOut, dependencies=[ApiKey])
+async def delete_item(item_id: Id, model: ModelDep, holder: HolderDep) -> ItemOut:
+    """Withdraw an item: it is never recommended again (histories that name it still count)."""
+    if model.recommender.data.items.index([item_id])[0] < 0:
+        raise HTTPException(404, f"unknown item {item_id!r}")
+    state = await holder.withdraw(item_id)
+    return ItemOut(item_id=item_id, status="withdrawn", model_version=state.version)
+
+
+@router.post("/events", response_model=EventsResponse, dependencies=[ApiKey])
+async def events(
+    body: EventsRequest, model: ModelDep, store: StoreDep, settings: SettingsDep
+) -> EventsResponse:
+    """Views, clicks, carts, purchases: they join each user's recent history at once and drop the
+    user's cached lists, so the next response reflects them."""
+    check_limits(settings, events=body.events)
+    by_user: dict[str, list[str]] = {}
+    for event in sorted(body.events, key=lambda e: (e.timestamp is None, e.timestamp or 0)):
+        by_user.setdefault(event.user_id, []).append(event.item_id)
+    await store.add_recent(model.version, by_user)
+    ids = list(dict.fromkeys(e.item_id for e in body.events))
+    rows = model.recommender.data.items.index(ids)
+    return EventsResponse(
+        accepted=len(body.events), unknown_items=[i for i, r in zip(ids, rows, strict=True) if r < 0]
+    )
+
+
+@router.post("/admin/reload", response_model=ReloadResponse, dependencies=[ApiKey])
+async def reload(body: ReloadRequest, holder: HolderDep, settings: SettingsDep) -> ReloadResponse:
+    """Load an artifact (default: the current folder again) and swap it in atomically; a bad one
+    is refused with 409 and the old model keeps serving."""
+    folder = body.model_dir or (holder.current.model_dir if holder.current else settings.model_dir)
+    if folder is None:
+        raise HTTPException(422, "no model_dir given and none configured")
+    t0 = time.perf_counter()
+    try:
+        state = await holder.load(folder)
+    except (ArtifactError, RecsysError, OSError) as exc:
+        raise HTTPException(409, f"refused {folder}: {exc}") from exc
+    return ReloadResponse(
+        model_version=state.version,
+        model_dir=str(state.model_dir),
+        seconds=round(time.perf_counter() - t0, 3),
+    )
