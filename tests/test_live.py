@@ -1,0 +1,76 @@
+"""Catalogue changes without retraining: new items join, others are untouched, withdrawn items vanish."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys.artifacts import load_recommender
+from recsys.errors import ConfigError, DataError
+from recsys.live import similar_items, upsert_items, withdraw_items
+from recsys.rank.rules import Filters
+
+USERS = ["U000000", "U000001", "U000002", "U000003"]
+
+
+@pytest.fixture(scope="module")
+def rec(hybrid_artifact):
+    return load_recommender(hybrid_artifact)
+
+
+def _new_items(rec, *rows: int) -> pl.DataFrame:
+    frame = rec.data.item_frame[list(rows)]
+    return frame.with_columns(pl.format("NEW-{}", pl.col("item_id")).alias("item_id"))
+
+
+def test_a_new_item_leaves_everyone_elses_ranking_as_it_was(rec):
+    grown = upsert_items(rec, _new_items(rec, 3, 4))
+    assert grown.data.n_items == rec.data.n_items + 2
+    assert rec.data.n_items == len(rec.side.popularity)  # the original is untouched
+    keep_out = Filters(exclude_items=("NEW-I000003", "NEW-I000004"))
+    for user in USERS:
+        before, _ = rec.recommend_user(user, 10)
+        after, _ = grown.recommend_user(user, 10, keep_out)
+        assert [r.item_id for r in after] == [r.item_id for r in before]
+        np.testing.assert_allclose([r.score for r in after], [r.score for r in before], rtol=1e-5)
+
+
+def test_a_new_item_has_its_texts_embedding_and_no_interactions(rec):
+    grown = upsert_items(rec, _new_items(rec, 7))
+    new = grown.data.n_items - 1
+    np.testing.assert_allclose(grown.side.embeddings[new], rec.side.embeddings[7], atol=1e-5)
+    assert grown.side.popularity[new] == 0 and grown.side.transitions[new].nnz == 0
+    assert grown.side.category[new] == rec.side.category[7]  # an existing category keeps its code
+    scores = grown.scorers["als"].score(np.array([0]))
+    assert scores.shape[1] == rec.data.n_items  # the CF scorers never saw it; candidates pad -inf
+    twins = similar_items(grown, "I000007", 3, by="text")
+    assert twins[0].item_id == "NEW-I000007"
+
+
+def test_a_changed_item_is_re_embedded_in_place(rec):
+    changed = rec.data.item_frame[[9]].with_columns(
+        pl.lit("Brand new words about telescopes").alias("title"), pl.lit("Astronomy > Optics").alias("category")
+    )
+    grown = upsert_items(rec, changed)
+    assert grown.data.n_items == rec.data.n_items
+    assert not np.allclose(grown.side.embeddings[9], rec.side.embeddings[9])
+    assert grown.side.category_names[9] == "Astronomy > Optics"
+    assert grown.side.category[9] > rec.side.category.max()  # a new category gets a new code
+    np.testing.assert_array_equal(grown.side.category[:9], rec.side.category[:9])
+
+
+def test_withdrawn_items_are_never_recommended(rec):
+    top = [r.item_id for r in rec.recommend_user(USERS[0], 5)[0]]
+    gone = withdraw_items(rec, top[:2])
+    after = [r.item_id for r in gone.recommend_user(USERS[0], 5)[0]]
+    assert not set(top[:2]) & set(after) and after[:3] == top[2:]
+    with pytest.raises(ConfigError, match="unknown item"):
+        withdraw_items(rec, ["nope"])
+
+
+def test_bad_new_items_are_refused(rec):
+    with pytest.raises(DataError):
+        upsert_items(rec, pl.DataFrame({"item_id": ["x"], "price": ["3"]}))  # no text field
+    with pytest.raises(DataError):
+        similar_items(rec, "I000001", 5, by="colour")
