@@ -6,6 +6,8 @@ is found by the same lookup the service makes::
 
     {prefix}:lists:{model_version}:{user_id}   hash  field = params_field(...)  value = list_payload(...)
     {prefix}:recent:{user_id}                  list  item ids of events since training, oldest first
+    {prefix}:catalogue                         stream  items added, changed or withdrawn since training,
+                                                       replayed by every worker in order
 
 The payload is the response body without the per-request fields (request id, cached flag), as
 compact JSON bytes, so a cache hit is answered without decoding it.
@@ -27,6 +29,10 @@ def lists_key(prefix: str, model_version: str, user_id: str) -> str:
 
 def recent_key(prefix: str, user_id: str) -> str:
     return f"{prefix}:recent:{user_id}"
+
+
+def catalogue_key(prefix: str) -> str:
+    return f"{prefix}:catalogue"
 
 
 def params_field(k: int, filters: dict[str, Any] | None = None, context: Sequence[str] = ()) -> str:

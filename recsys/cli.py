@@ -322,7 +322,7 @@ settings (environment; the options below set the first three):
 example:
   RECSYS_API_KEYS=change-me recsys serve --model-dir artifacts/scientific --redis-url redis://127.0.0.1:6379/0
   curl -s localhost:8000/v1/recommendations -H 'content-type: application/json' \\
-      -d '{"user_id": "A1Z59RFKN0M5QL", "k": 5}'
+      -d '{"user_id": "ABW8NXS7SV55K", "k": 5}'
 """
 
 

@@ -26,7 +26,7 @@ from serving.model import ModelHolder
 from serving.routes import router
 from serving.schemas import Health, Problem, Ready
 from serving.settings import Settings, get_settings
-from serving.store import open_store
+from serving.store import StoreUnavailable, open_store
 
 log = logging.getLogger("serving")
 
@@ -74,7 +74,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _configure_threads(settings.model_threads)
-        holder = ModelHolder(settings.model_threads)
         store = open_store(
             settings.redis_url,
             prefix=settings.key_prefix,
@@ -86,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reconnect_min_s=settings.reconnect_min_s,
             reconnect_max_s=settings.reconnect_max_s,
         )
+        holder = ModelHolder(store, settings.model_threads)
         app.state.settings, app.state.holder, app.state.store, app.state.metrics = (
             settings,
             holder,
@@ -114,9 +114,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         with suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no SIGHUP
             loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+        async def follow_catalogue() -> None:
+            """Other workers' catalogue changes, applied here within a poll interval."""
+            while True:
+                await asyncio.sleep(settings.catalogue_poll_s)
+                try:
+                    await holder.sync()
+                except StoreUnavailable:
+                    pass  # degraded: retried at the next poll
+                except Exception:
+                    log.exception("applying catalogue changes failed")
+
+        follower = loop.create_task(follow_catalogue())
         try:
             yield
         finally:
+            follower.cancel()
             with suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
             await store.close()

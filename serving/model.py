@@ -12,21 +12,24 @@ threads each), so cache hits keep being answered on the event loop while a list 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import itertools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import polars as pl
 
 from recsys.artifacts import MANIFEST, load_recommender
-from recsys.errors import ArtifactError
+from recsys.errors import ArtifactError, RecsysError
 from recsys.live import upsert_items, withdraw_items
 from recsys.recommender import Recommender
+from serving.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,7 +40,8 @@ class ModelState:
     recommender: Recommender
     model_dir: Path
     artifact_version: str  # digest of the artifact's manifest
-    catalogue_changes: int = 0  # items added, changed or withdrawn since it was loaded
+    catalogue_changes: int = 0  # entries of the catalogue log applied since the artifact was loaded
+    applied: str = "0-0"  # the last applied entry's id
 
     @property
     def version(self) -> str:
@@ -66,7 +70,16 @@ def load_state(folder: str | Path) -> ModelState:
 
 
 class ModelHolder:
-    def __init__(self, model_threads: int = 1) -> None:
+    """The current state, changed only by ``load`` and by replaying the catalogue log.
+
+    Catalogue changes go to a log shared by every worker (a Redis stream, or a list in this process
+    without Redis); each worker applies the log's entries in order, so all of them reach the same
+    catalogue and the same model version, and a restarted worker replays what was added since its
+    artifact was trained.
+    """
+
+    def __init__(self, store: Store, model_threads: int = 1) -> None:
+        self.store = store
         self.current: ModelState | None = None
         self._write = asyncio.Lock()
         self.limiter = anyio.CapacityLimiter(model_threads)
@@ -78,21 +91,58 @@ class ModelHolder:
     async def load(self, folder: str | Path) -> ModelState:
         async with self._write:
             state = await anyio.to_thread.run_sync(load_state, folder)
+            try:
+                state = await self._replay(state)
+            except StoreUnavailable as exc:
+                log.warning("catalogue log unreachable (%s): serving the artifact's catalogue", exc)
             self.current = state
             return state
 
-    async def change_catalogue(self, change: Callable[[Recommender], Recommender]) -> ModelState:
+    async def sync(self) -> ModelState:
+        """Apply the log's new entries (every worker polls; a writer calls it after appending)."""
         async with self._write:
-            old = self.current
-            if old is None:
+            if self.current is None:
                 raise ArtifactError("no model is loaded")
-            rec = await self.run(lambda: change(old.recommender))
-            self.current = ModelState(rec, old.model_dir, old.artifact_version, old.catalogue_changes + 1)
+            self.current = await self._replay(self.current)
             return self.current
 
-    async def upsert(self, item: dict[str, str | None]) -> ModelState:
-        frame = pl.DataFrame([item], schema={k: pl.String for k in item})
-        return await self.change_catalogue(lambda rec: upsert_items(rec, frame))
+    async def change(self, change: dict[str, Any]) -> ModelState:
+        await self.store.append_change(change)
+        return await self.sync()
 
-    async def withdraw(self, item_id: str) -> ModelState:
-        return await self.change_catalogue(lambda rec: withdraw_items(rec, [item_id]))
+    async def _replay(self, state: ModelState) -> ModelState:
+        entries = await self.store.changes_since(state.applied)
+        if not entries:
+            return state
+        rec = await self.run(lambda: apply_changes(state.recommender, [c for _, c in entries]))
+        return dataclasses.replace(
+            state,
+            recommender=rec,
+            catalogue_changes=state.catalogue_changes + len(entries),
+            applied=entries[-1][0],
+        )
+
+
+def apply_changes(rec: Recommender, changes: list[dict[str, Any]]) -> Recommender:
+    """Apply ``{"op": "put", "item": {...}}`` and ``{"op": "withdraw", "item_id": ...}`` in order;
+    runs of puts are embedded together. A change that cannot apply is logged and skipped."""
+    for op, group in itertools.groupby(changes, key=lambda c: c.get("op")):
+        batch = list(group)
+        try:
+            if op == "put":
+                last = {c["item"]["item_id"]: c["item"] for c in batch}  # the latest version of each
+                keys = sorted({k for item in last.values() for k in item})
+                frame = pl.DataFrame(
+                    [{k: item.get(k) for k in keys} for item in last.values()],
+                    schema=dict.fromkeys(keys, pl.String),
+                )
+                rec = upsert_items(rec, frame)
+            elif op == "withdraw":
+                ids = [c["item_id"] for c in batch]
+                known = [i for i, r in zip(ids, rec.data.items.index(ids), strict=True) if r >= 0]
+                rec = withdraw_items(rec, known) if known else rec
+            else:
+                log.warning("unknown catalogue change %r skipped", op)
+        except RecsysError as exc:
+            log.warning("catalogue change skipped (%d %s entries): %s", len(batch), op, exc)
+    return rec

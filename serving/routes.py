@@ -32,6 +32,7 @@ from serving.schemas import (
     SimilarResponse,
 )
 from serving.settings import Settings
+from serving.store import StoreUnavailable
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem} for code in (401, 403, 404, 409, 413, 422, 503)
@@ -191,9 +192,9 @@ async def put_item(item_id: Id, body: ItemIn, model: ModelDep, holder: HolderDep
     """Add or change an item: its text is embedded now and it is recommendable at once."""
     known = bool(model.recommender.data.items.index([item_id])[0] >= 0)
     try:
-        state = await holder.upsert({"item_id": item_id, **body.model_dump()})
-    except RecsysError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        state = await holder.change({"op": "put", "item": {"item_id": item_id, **body.model_dump()}})
+    except StoreUnavailable as exc:
+        raise HTTPException(503, f"catalogue changes need the shared store: {exc}; retry") from exc
     return ItemOut(item_id=item_id, status="updated" if known else "created", model_version=state.version)
 
 
@@ -202,7 +203,10 @@ async def delete_item(item_id: Id, model: ModelDep, holder: HolderDep) -> ItemOu
     """Withdraw an item: it is never recommended again (histories that name it still count)."""
     if model.recommender.data.items.index([item_id])[0] < 0:
         raise HTTPException(404, f"unknown item {item_id!r}")
-    state = await holder.withdraw(item_id)
+    try:
+        state = await holder.change({"op": "withdraw", "item_id": item_id})
+    except StoreUnavailable as exc:
+        raise HTTPException(503, f"catalogue changes need the shared store: {exc}; retry") from exc
     return ItemOut(item_id=item_id, status="withdrawn", model_version=state.version)
 
 

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     model_threads: int = Field(
         default=1, ge=1, description="torch threads and concurrent model calls per worker"
     )
+    catalogue_poll_s: float = Field(
+        default=1.0, gt=0, description="how often workers apply others' item changes"
+    )
     redis_timeout_s: float = Field(default=0.1, gt=0, description="socket timeout of one Redis call")
     reconnect_min_s: float = Field(default=0.5, gt=0, description="first wait before retrying a lost Redis")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="longest wait between Redis retries")

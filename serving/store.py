@@ -9,12 +9,13 @@ retries with exponential back-off; a lost Redis costs latency, never a failed re
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import OrderedDict, deque
-from typing import Protocol
+from typing import Any, Protocol
 
-from recsys.cache_keys import lists_key, recent_key
+from recsys.cache_keys import catalogue_key, lists_key, recent_key
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,23 @@ class Store(Protocol):
         """Whether the backend answers now (reconnecting if it had gone)."""
         ...
 
+    async def append_change(self, change: dict[str, Any]) -> None:
+        """Append a catalogue change to the log every worker replays (raises ``StoreUnavailable``)."""
+        ...
+
+    async def changes_since(self, last: str) -> list[tuple[str, dict[str, Any]]]:
+        """Catalogue changes after entry id ``last`` ("0-0": all), oldest first."""
+        ...
+
     async def close(self) -> None: ...
 
 
+class StoreUnavailable(Exception):
+    """The shared store cannot take a write that must not be lost or kept to one worker."""
+
+
 class MemoryStore:
-    """In-process TTL cache and recent events (one worker's view)."""
+    """In-process TTL cache, recent events and catalogue log (one worker's view)."""
 
     backend = "memory"
 
@@ -53,6 +66,7 @@ class MemoryStore:
         self._lists: OrderedDict[tuple[str, str, str], tuple[float, bytes]] = OrderedDict()
         self._by_user: dict[str, set[tuple[str, str, str]]] = {}
         self._recent: dict[str, tuple[float, deque[str]]] = {}
+        self._changes: list[dict[str, Any]] = []
 
     @property
     def degraded(self) -> bool:
@@ -115,6 +129,13 @@ class MemoryStore:
 
     async def check(self) -> bool:
         return True
+
+    async def append_change(self, change: dict[str, Any]) -> None:
+        self._changes.append(change)
+
+    async def changes_since(self, last: str) -> list[tuple[str, dict[str, Any]]]:
+        start = int(last.split("-")[0])
+        return [(f"{i + 1}-0", c) for i, c in enumerate(self._changes[start:], start=start)]
 
     async def close(self) -> None:
         return None
@@ -246,6 +267,30 @@ class RedisStore:
             return False
         await self._recovered()
         return True
+
+    async def append_change(self, change: dict[str, Any]) -> None:
+        if not self._usable():
+            raise StoreUnavailable(f"redis at {self.url} is unreachable")
+        try:
+            await self.client.xadd(catalogue_key(self.prefix), {"change": json.dumps(change)})
+        except Exception as exc:
+            self._failed(exc)
+            raise StoreUnavailable(f"redis at {self.url} is unreachable: {exc}") from exc
+
+    async def changes_since(self, last: str) -> list[tuple[str, dict[str, Any]]]:
+        if not self._usable():
+            raise StoreUnavailable(f"redis at {self.url} is unreachable")
+        try:
+            entries = await self.client.xrange(catalogue_key(self.prefix), min=f"({last}", max="+")
+        except Exception as exc:
+            self._failed(exc)
+            raise StoreUnavailable(f"redis at {self.url} is unreachable: {exc}") from exc
+        out = []
+        for entry_id, fields in entries or []:
+            eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            value = (fields or {}).get(b"change") or (fields or {}).get("change") or "{}"
+            out.append((eid, json.loads(value)))
+        return out
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -110,6 +110,28 @@ def test_a_new_item_is_recommendable_right_after_put(memory_client, hybrid_artif
     assert "NEW-1" not in ids(recommend(memory_client, **session, k=100))
 
 
+def test_workers_share_catalogue_changes_through_redis(hybrid_artifact, redis_url):
+    """Two apps on one Redis prefix stand for two workers; a third starts after the changes."""
+    prefix = f"test-shared-{time.monotonic_ns()}"
+    item = {"title": "Borosilicate beaker 250 ml", "category": "Lab Glassware"}
+    with (
+        client_for(make_settings(hybrid_artifact, redis_url, key_prefix=prefix)) as one,
+        client_for(make_settings(hybrid_artifact, redis_url, key_prefix=prefix)) as two,
+    ):
+        assert one.put("/v1/items/NEW-B", json=item, headers=AUTH).json()["status"] == "created"
+        assert one.delete("/v1/items/I000002", headers=AUTH).status_code == 200
+        version = one.get("/readyz").json()["model_version"]
+        deadline = time.monotonic() + 5
+        while two.get("/readyz").json()["model_version"] != version:
+            assert time.monotonic() < deadline, "the other worker never applied the changes"
+            time.sleep(0.05)
+        ranked = two.post("/v1/rank", json={"user_id": USER, "item_ids": ["NEW-B", "I000002"]}).json()
+        assert ids(ranked) == ["NEW-B"] and ranked["unavailable_items"] == ["I000002"]
+    with client_for(make_settings(hybrid_artifact, redis_url, key_prefix=prefix)) as restarted:
+        assert restarted.get("/readyz").json()["model_version"] == version
+        assert restarted.get("/v1/items/NEW-B/similar").status_code == 200
+
+
 def test_rank_reports_unknown_ids(memory_client):
     body = {"user_id": USER, "item_ids": ["I000010", "nope", "I000011", "I000010"]}
     ranked = memory_client.post("/v1/rank", json=body).json()
