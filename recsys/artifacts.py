@@ -20,6 +20,7 @@ ranker's features match.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -105,6 +106,11 @@ def save_recommender(rec: Recommender, folder: str | Path, *, report: dict[str, 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def artifact_version(folder: str | Path) -> str:
+    """The artifact's version as responses and cache keys carry it: a digest of its manifest."""
+    return hashlib.sha256((Path(folder) / MANIFEST).read_bytes()).hexdigest()[:12]
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:

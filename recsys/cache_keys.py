@@ -18,7 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from recsys.recommender import Recommendation
 
 DEFAULT_PREFIX = "recsys"
 
@@ -45,7 +48,10 @@ def params_field(k: int, filters: dict[str, Any] | None = None, context: Sequenc
     return f"k={k}:{hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()}"
 
 
-def list_payload(items: Sequence[dict[str, Any]], model_version: str, basis: str) -> bytes:
+def list_payload(recommendations: Sequence[Recommendation], model_version: str, basis: str) -> bytes:
     """The cached part of a recommendations response."""
-    body = {"model_version": model_version, "basis": basis, "items": list(items)}
+    items = [
+        {"item_id": r.item_id, "score": round(r.score, 6), "reasons": r.reasons} for r in recommendations
+    ]
+    body = {"model_version": model_version, "basis": basis, "items": items}
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

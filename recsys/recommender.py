@@ -212,7 +212,7 @@ class Recommender:
         training history with ``recent`` item ids after it: events since training), ``session``
         (an unknown user's ``recent`` items only) or ``popular`` (nothing known). Unknown recent ids
         are ignored."""
-        row = -1 if user_id is None else int(self.data.users.index(pl.Series([user_id], dtype=pl.String))[0])
+        row = -1 if user_id is None else int(self.data.users.index([user_id])[0])
         extra = self.item_rows(recent, strict=False) if len(recent) else np.zeros(0, np.int64)
         extra = extra[extra >= 0]
         if row >= 0 and not len(extra):
@@ -253,7 +253,7 @@ class Recommender:
         return self._to_recommendations(scored, hist, True)[0]
 
     def item_rows(self, item_ids: Sequence[str], *, strict: bool) -> np.ndarray:
-        rows = self.data.items.index(pl.Series(list(item_ids), dtype=pl.String))
+        rows = self.data.items.index([str(i) for i in item_ids])
         if strict and (rows < 0).any():
             bad = [str(item_ids[i]) for i in np.flatnonzero(rows < 0)[:5]]
             raise ConfigError(f"unknown item ids {bad} ({int((rows < 0).sum())} in all)")

@@ -13,44 +13,44 @@ from serving.settings import Settings
 from serving.store import MemoryStore, RedisStore
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_holder(request: Request) -> ModelHolder:
+async def get_holder(request: Request) -> ModelHolder:
     holder: ModelHolder = request.app.state.holder
     return holder
 
 
-def get_model(request: Request) -> ModelState:
-    state = get_holder(request).current
+async def get_model(request: Request) -> ModelState:
+    state = (await get_holder(request)).current
     if state is None:
         raise HTTPException(503, "the model is still loading")
     return state
 
 
-def get_store(request: Request) -> MemoryStore | RedisStore:
+async def get_store(request: Request) -> MemoryStore | RedisStore:
     store: MemoryStore | RedisStore = request.app.state.store
     return store
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     rid: str = request.state.request_id
     return rid
 
 
-def require_key(
+async def require_key(
     request: Request,
     x_api_key: Annotated[str | None, Header(description="an API key from the settings")] = None,
 ) -> None:
     """Write and admin endpoints: the key must equal one of the settings' keys (constant-time)."""
-    keys = get_app_settings(request).api_keys
+    keys = (await get_app_settings(request)).api_keys
     if not keys:
         raise HTTPException(403, "writes are disabled: no API keys configured (set RECSYS_API_KEYS)")
     given = (x_api_key or "").encode()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import itertools
 import logging
 import time
@@ -25,7 +24,7 @@ from typing import Any, TypeVar
 import anyio
 import polars as pl
 
-from recsys.artifacts import MANIFEST, load_recommender
+from recsys.artifacts import artifact_version, load_recommender
 from recsys.errors import ArtifactError, RecsysError
 from recsys.live import upsert_items, withdraw_items
 from recsys.recommender import Recommender
@@ -49,10 +48,6 @@ class ModelState:
         if self.catalogue_changes:
             return f"{self.artifact_version}.{self.catalogue_changes}"
         return self.artifact_version
-
-
-def artifact_version(folder: Path) -> str:
-    return hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()[:12]
 
 
 def load_state(folder: str | Path) -> ModelState:

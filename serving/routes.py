@@ -69,7 +69,7 @@ def check_limits(settings: Settings, **lists: Sequence[object] | None) -> None:
 
 
 def _items(recs: list[Recommendation]) -> list[dict[str, Any]]:
-    return [{"item_id": r.item_id, "score": round(r.score, 6), "reasons": r.reasons} for r in recs]
+    return [{"item_id": r.item_id, "score": r.score, "reasons": r.reasons} for r in recs]
 
 
 def _respond(request_id: str, cached: bool, payload: bytes) -> Response:
@@ -119,7 +119,7 @@ async def recommendations(
         )
     )
     metrics.model_seconds.labels("recommendations").observe(time.perf_counter() - t0)
-    payload = list_payload(_items(recs), version, basis)
+    payload = list_payload(recs, version, basis)
     await store.put_list(version, body.user_id, field, payload)
     return _respond(rid, False, payload)
 

@@ -18,6 +18,7 @@ class IdVocab:
             raise ValueError("vocabulary ids must be unique")
         self._ids = series
         self._lookup = pl.DataFrame({"id": series, "index": pl.int_range(series.len(), eager=True)})
+        self._dict: dict[str, int] | None = None  # for a few ids at a time (serving), built when first needed
 
     def __len__(self) -> int:
         return self._ids.len()
@@ -31,6 +32,11 @@ class IdVocab:
 
     def index(self, ids: Iterable[str] | pl.Series) -> np.ndarray:
         """Row numbers (int64) for ``ids``, in their order; ``-1`` where an id is unknown."""
+        if isinstance(ids, (list, tuple)) and len(ids) <= 64:
+            if self._dict is None:
+                self._dict = dict(zip(self._ids.to_list(), range(len(self._ids)), strict=True))
+            rows = [self._dict.get(i, -1) if isinstance(i, str) else -1 for i in ids]
+            return np.array(rows, dtype=np.int64)
         query = ids if isinstance(ids, pl.Series) else pl.Series(list(ids), dtype=pl.String)
         frame = pl.DataFrame({"id": query.cast(pl.String)})
         joined = frame.join(self._lookup, on="id", how="left", maintain_order="left")

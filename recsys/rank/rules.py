@@ -37,7 +37,7 @@ class Filters:
 
 def _item_mask(ids: tuple[str, ...], data: TrainData) -> np.ndarray:
     mask = np.zeros(data.n_items, dtype=bool)
-    rows = data.items.index(pl.Series(list(ids), dtype=pl.String))
+    rows = data.items.index(list(ids))
     mask[rows[rows >= 0]] = True
     return mask
 

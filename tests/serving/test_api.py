@@ -64,6 +64,29 @@ def test_an_event_changes_the_next_response(redis_client):
     assert ids(after) != ids(before)
 
 
+def test_lists_exported_by_a_batch_job_are_served_from_the_cache(hybrid_artifact, redis_url):
+    import redis
+
+    from pipelines.export import export_lists
+    from recsys.artifacts import artifact_version
+
+    rec = load_recommender(hybrid_artifact)
+    users = ["U000001", "U000002"]
+    lists = [(u, "history", rec.recommend_user(u, 10)[0]) for u in users]
+    settings = make_settings(hybrid_artifact, redis_url)
+    client = redis.Redis.from_url(redis_url)
+    n = export_lists(
+        client, artifact_version(hybrid_artifact), lists, k=10, ttl_s=60, prefix=settings.key_prefix
+    )
+    assert n == 2
+    with client_for(settings) as service:
+        for user, _, recs in lists:
+            served = recommend(service, user_id=user)
+            assert served["cached"] is True
+            assert ids(served) == [r.item_id for r in recs]
+        assert recommend(service, user_id="U000003")["cached"] is False  # not exported
+
+
 def test_unknown_users_get_a_fallback_never_an_error(memory_client):
     popular = recommend(memory_client, user_id="nobody-knows-me")
     assert popular["basis"] == "popular" and len(popular["items"]) == 10
