@@ -163,13 +163,18 @@ class Recommender:
             _, frame = self.features(hist, None if users is None else users[s : s + len(hist)])
             scored = self.score_frame(frame)
             picked = apply_rules(scored, self.side, self.data, hist, filters, k)
-            out.extend(self._to_recommendations(picked, hist, with_reasons))
+            out.extend(self._to_recommendations(picked, hist, with_reasons, scored))
         return out
 
     def _to_recommendations(
-        self, picked: pl.DataFrame, histories: list[np.ndarray], with_reasons: bool
+        self, picked: pl.DataFrame, histories: list[np.ndarray], with_reasons: bool, candidates: pl.DataFrame
     ) -> list[list[Recommendation]]:
-        reasons = explain(self, picked, histories) if with_reasons and picked.height else [[]] * picked.height
+        """``picked`` rows as recommendations; reasons compare each with the ``candidates`` of its row."""
+        reasons = (
+            explain(self, picked, histories, candidates)
+            if with_reasons and picked.height
+            else [[]] * picked.height
+        )
         lists: list[list[Recommendation]] = [[] for _ in histories]
         ids = self.data.items.ids
         for (row, item, score), why in zip(
@@ -250,7 +255,7 @@ class Recommender:
         _, frame = self.features(hist, users, items)
         # Ties broken by item row, as everywhere else, so rank() agrees with recommend().
         scored = self.score_frame(frame).sort(["score", "item"], descending=[True, False])
-        return self._to_recommendations(scored, hist, True)[0]
+        return self._to_recommendations(scored, hist, True, scored)[0]
 
     def item_rows(self, item_ids: Sequence[str], *, strict: bool) -> np.ndarray:
         rows = self.data.items.index([str(i) for i in item_ids])

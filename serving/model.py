@@ -78,6 +78,7 @@ class ModelHolder:
         self.current: ModelState | None = None
         self._write = asyncio.Lock()
         self.limiter = anyio.CapacityLimiter(model_threads)
+        self.model_threads = model_threads
 
     async def run(self, fn: Callable[[], T]) -> T:
         """``fn()`` on a model thread."""
@@ -86,6 +87,7 @@ class ModelHolder:
     async def load(self, folder: str | Path) -> ModelState:
         async with self._write:
             state = await anyio.to_thread.run_sync(load_state, folder)
+            state.recommender.ranker.predict_threads = self.model_threads
             try:
                 state = await self._replay(state)
             except StoreUnavailable as exc:

@@ -125,6 +125,22 @@ def _cosine(vectors: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def _history_counts(
+    hist_rows: np.ndarray, hist_codes: np.ndarray, rows: np.ndarray, codes: np.ndarray
+) -> np.ndarray:
+    """(P,) how many of row ``rows[p]``'s history items have code ``codes[p]`` (0 for code -1)."""
+    width = int(max(codes.max(initial=-1), hist_codes.max(initial=-1))) + 2
+    known = hist_codes >= 0
+    keys, counts = np.unique(hist_rows[known] * width + hist_codes[known], return_counts=True)
+    out = np.zeros(len(rows), dtype=np.float32)
+    if len(keys):
+        query = rows * width + codes
+        pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+        found = (codes >= 0) & (keys[pos] == query)
+        out[found] = counts[pos[found]]
+    return out
+
+
 def _recent_matrix(histories: list[np.ndarray], n: int) -> np.ndarray:
     """(U, n) the last ``n`` items per user, newest first, -1 padded."""
     out = np.full((len(histories), n), -1, dtype=np.int64)
@@ -210,14 +226,9 @@ def build_features(
     cols["repeat"] = (np.asarray(seen[rows, items]).ravel() > 0).astype(np.int8)
     cols["category"] = side.category[items]
     cols["brand"] = side.brand[items]
+    for kind, codes in (("category", side.category), ("brand", side.brand)):
+        cols[f"{kind}_count"] = _history_counts(hist_rows, codes[hist_items], rows, codes[items])
     frame = pl.DataFrame(cols)
-
-    history = pl.DataFrame(
-        {"row": hist_rows, "category": side.category[hist_items], "brand": side.brand[hist_items]}
-    )
-    for kind in ("category", "brand"):
-        counts = history.filter(pl.col(kind) >= 0).group_by("row", kind).agg(pl.len().alias(f"{kind}_count"))
-        frame = frame.join(counts, on=["row", kind], how="left", maintain_order="left")
     return frame.with_columns(
         *[gap_to_best(name) for name in chunk.scores],
         *[from_source(name, n) for name, n in depth.items()],

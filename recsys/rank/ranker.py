@@ -49,6 +49,7 @@ class Ranker:
         self.features = list(features)
         self.booster: Any = None
         self.info: dict[str, Any] = {}
+        self.predict_threads: int | None = None  # runtime option: threads per predict (None: LightGBM's)
 
     def _params(self) -> dict[str, Any]:
         c = self.config
@@ -140,8 +141,12 @@ class Ranker:
         return best if best > 0 else None  # a loaded model holds only its best rounds
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
-        x = frame.select(self.features).to_numpy().astype(np.float32)
-        return np.asarray(self._check().predict(x, num_iteration=self._rounds), np.float64)
+        return self.predict_array(frame.select(self.features).to_numpy().astype(np.float32))
+
+    def predict_array(self, x: np.ndarray) -> np.ndarray:
+        """Scores of a (rows, features) array in ``features`` order."""
+        kw = {} if self.predict_threads is None else {"num_threads": self.predict_threads}
+        return np.asarray(self._check().predict(x, num_iteration=self._rounds, **kw), np.float64)
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
         """(rows, n_features) each feature's additive contribution to the score (TreeSHAP)."""

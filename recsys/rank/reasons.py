@@ -1,8 +1,10 @@
-"""Short human-readable reasons for a recommended item, from its largest feature contributions.
+"""Short human-readable reasons for a recommended item, from the feature families that lifted it.
 
-The ranker's per-feature contributions (TreeSHAP, additive in the score) are summed into families;
-the families that pushed the item up the most, in that order, become sentences that name real items
-of the user's history, its category or brand:
+A family's contribution to an item is how much the ranker's score drops when that family's features
+are replaced by their average over the user's candidates: what makes this item rank above a typical
+candidate (one batched predict over items × families, a fraction of a millisecond; TreeSHAP costs
+about 1.5 ms per item on the trained ranker). The families that lifted the item the most, in that
+order, become sentences that name real items of the user's history, its category or brand:
 
 - text similarity → "similar to <title> you viewed" (the recent item closest in text);
 - co-visitation → "often bought after <title>" (the recent item that leads to it most often);
@@ -43,17 +45,47 @@ def family(feature: str, scorer_models: dict[str, str]) -> str:
     return "other"
 
 
-def explain(rec: Recommender, picked: pl.DataFrame, histories: list[np.ndarray]) -> list[list[str]]:
-    """Reasons for each row of ``picked`` (columns row, item and the model's features)."""
+def family_lift(
+    rec: Recommender, picked: pl.DataFrame, candidates: pl.DataFrame
+) -> tuple[list[str], np.ndarray]:
+    """Family names and (len(picked), n_families) score drops when each family's features take the
+    mean of ``candidates`` (all scored candidates; same ``row`` numbering as ``picked``)."""
     models = {name: spec["model"] for name, spec in rec.config.scorers.items()}
-    contrib = rec.ranker.contributions(picked)  # (n, n_features)
-    families = [family(f, models) for f in rec.ranker.features]
+    features = rec.ranker.features
+    families = [family(f, models) for f in features]
     names = sorted(set(families) - {"other"})
-    index = {n: i for i, n in enumerate(names)}
-    sums = np.zeros((picked.height, len(names)))
-    for j, fam in enumerate(families):
-        if fam in index:
-            sums[:, index[fam]] += contrib[:, j]
+    x = picked.select(features).to_numpy().astype(np.float32)  # (n, F)
+    # Each row's candidate average (NaN, missing, left out), then gathered per picked item: (n, F).
+    c = candidates.select(features).to_numpy().astype(np.float32)  # (C, F)
+    c_rows = candidates["row"].to_numpy()
+    n_rows = int(max(c_rows.max(initial=-1), picked["row"].to_numpy().max(initial=-1))) + 1
+    order = np.argsort(c_rows, kind="stable")
+    c, c_rows = c[order], c_rows[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(c_rows)) + 1] if len(c_rows) else np.zeros(0, np.int64)
+    means = np.full((n_rows, len(features)), np.nan, dtype=np.float32)
+    if len(starts):
+        sums = np.add.reduceat(np.nan_to_num(c, nan=0.0), starts, axis=0)
+        counts = np.add.reduceat((~np.isnan(c)).astype(np.float32), starts, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means[c_rows[starts]] = sums / counts
+    baseline = means[picked["row"].to_numpy()]
+    variants = [x]
+    for name in names:
+        cols = np.array([f == name for f in families])
+        v = x.copy()
+        v[:, cols] = baseline[:, cols]
+        variants.append(v)
+    scores = rec.ranker.predict_array(np.concatenate(variants)).reshape(
+        len(variants), len(x)
+    )  # (1 + n_fam, n)
+    return names, (scores[0][None, :] - scores[1:]).T
+
+
+def explain(
+    rec: Recommender, picked: pl.DataFrame, histories: list[np.ndarray], candidates: pl.DataFrame
+) -> list[list[str]]:
+    """Reasons for each row of ``picked`` (columns row, item and the model's features)."""
+    names, sums = family_lift(rec, picked, candidates)
     side = rec.side
     out: list[list[str]] = []
     for p, (row, item) in enumerate(picked.select("row", "item").iter_rows()):

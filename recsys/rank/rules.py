@@ -67,23 +67,33 @@ def apply_rules(
     """The best ``k`` rows per ``row`` of ``scored`` (columns row, item, score, …) that pass ``filters``,
     ordered by row, then score (ties: lower item row first)."""
     ok = allowed_items(filters, side, data)
-    keep = ok[scored["item"].to_numpy()]
+    rows, items = scored["row"].to_numpy(), scored["item"].to_numpy()
+    keep = ok[items]
     if filters.exclude_seen and len(histories):
         lengths = np.array([len(h) for h in histories])
-        seen = pl.DataFrame(
-            {
-                "row": np.repeat(np.arange(len(histories)), lengths),
-                "item": np.concatenate(histories) if lengths.sum() else np.zeros(0, np.int64),
-            },
-            schema={"row": scored.schema["row"], "item": scored.schema["item"]},
-        )
-        scored = scored.filter(pl.Series(keep)).join(seen, on=["row", "item"], how="anti")
-    else:
-        scored = scored.filter(pl.Series(keep))
-    ranked = scored.sort(["row", "score", "item"], descending=[False, True, False])
+        seen_rows = np.repeat(np.arange(len(histories)), lengths)
+        seen_items = np.concatenate(histories) if lengths.sum() else np.zeros(0, np.int64)
+        n = max(data.n_items, int(items.max(initial=0)) + 1)
+        keep &= ~np.isin(rows.astype(np.int64) * n + items, seen_rows * n + seen_items)
+    idx = np.flatnonzero(keep)
+    # Best first within each row; ties: lower item row first.
+    idx = idx[np.lexsort((items[idx], -scored["score"].to_numpy()[idx], rows[idx]))]
     if filters.max_per_category is not None:
-        ranked = ranked.with_columns(_cat=pl.Series(side.category[ranked["item"].to_numpy()]))
-        ranked = ranked.filter(
-            (pl.col("_cat") < 0) | (pl.int_range(pl.len()).over("row", "_cat") < filters.max_per_category)
-        ).drop("_cat")
-    return ranked.filter(pl.int_range(pl.len()).over("row") < k)
+        cats = side.category[items[idx]]
+        nth = _position_in_group(
+            rows[idx].astype(np.int64) * (int(side.category.max(initial=0)) + 2) + cats + 1
+        )
+        idx = idx[(cats < 0) | (nth < filters.max_per_category)]
+    idx = idx[_position_in_group(rows[idx]) < k]
+    return scored[idx]
+
+
+def _position_in_group(keys: np.ndarray) -> np.ndarray:
+    """0, 1, 2, … within each group of equal ``keys``, in the order given (groups may interleave)."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.r_[0, np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1]
+    first = np.repeat(starts, np.diff(np.r_[starts, len(keys)]))
+    out = np.empty(len(keys), dtype=np.int64)
+    out[order] = np.arange(len(keys)) - first
+    return out
