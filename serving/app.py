@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recsys.errors import ArtifactError
-from serving.deps import HolderDep, MetricsDep, StoreDep
+from serving.deps import Service, ServiceDep
 from serving.middleware import Metrics, ServiceMiddleware
 from serving.model import ModelHolder
 from serving.routes import router
@@ -86,12 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reconnect_max_s=settings.reconnect_max_s,
         )
         holder = ModelHolder(store, settings.model_threads)
-        app.state.settings, app.state.holder, app.state.store, app.state.metrics = (
-            settings,
-            holder,
-            store,
-            metrics,
-        )
+        app.state.service = Service(settings, holder, store, metrics)
         if settings.model_dir is None:
             raise ArtifactError("no model to serve: set RECSYS_MODEL_DIR or pass --model-dir")
         await holder.load(settings.model_dir)
@@ -152,10 +147,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Health(status="ok")
 
     @app.get("/readyz", response_model=Ready, tags=["ops"], responses={503: {"model": Ready}})
-    async def readyz(holder: HolderDep, store: StoreDep) -> Response:
+    async def readyz(svc: ServiceDep) -> Response:
         """Ready when a model is loaded; degraded (still 200) when Redis is configured but unreachable."""
+        store = svc.store
         reachable = await store.check()
-        state = holder.current
+        state = svc.holder.current
         status: Literal["ready", "degraded", "loading"] = (
             "loading" if state is None else ("ready" if reachable else "degraded")
         )
@@ -167,10 +163,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(body.model_dump(), status_code=503 if state is None else 200)
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
-    async def prometheus(store: StoreDep, metrics: MetricsDep) -> Response:
+    async def prometheus(svc: ServiceDep) -> Response:
         """Prometheus text format: latency histograms, cache hits and misses, errors, by endpoint."""
-        metrics.degraded.set(1.0 if store.degraded else 0.0)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        svc.metrics.degraded.set(1.0 if svc.store.degraded else 0.0)
+        return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

@@ -31,6 +31,8 @@ class Metrics:
         self.cache = Counter(
             "recsys_cache_total", "list cache lookups", ["endpoint", "result"], registry=self.registry
         )
+        self.cache_hit = self.cache.labels("recommendations", "hit")
+        self.cache_miss = self.cache.labels("recommendations", "miss")
         self.errors = Counter(
             "recsys_errors_total", "error responses", ["endpoint", "kind"], registry=self.registry
         )

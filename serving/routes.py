@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import timezone
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from recsys.cache_keys import list_payload, params_field
@@ -14,8 +15,9 @@ from recsys.errors import ArtifactError, RecsysError
 from recsys.live import is_available, similar_items
 from recsys.rank.rules import Filters
 from recsys.recommender import Recommendation
-from serving.deps import ApiKey, HolderDep, MetricsDep, ModelDep, RequestId, SettingsDep, StoreDep
+from serving.deps import ApiKey, ServiceDep, request_id
 from serving.schemas import (
+    EventIn,
     EventsRequest,
     EventsResponse,
     Id,
@@ -72,22 +74,23 @@ def _items(recs: list[Recommendation]) -> list[dict[str, Any]]:
     return [{"item_id": r.item_id, "score": r.score, "reasons": r.reasons} for r in recs]
 
 
+def _event_time(event: EventIn) -> float:
+    """Events in time order (naive timestamps read as UTC); events without one keep arrival order, last."""
+    if event.timestamp is None:
+        return float("inf")
+    return event.timestamp.replace(tzinfo=event.timestamp.tzinfo or timezone.utc).timestamp()
+
+
 def _respond(request_id: str, cached: bool, payload: bytes) -> Response:
     head = f'{{"request_id":"{request_id}","cached":{"true" if cached else "false"},'.encode()
     return Response(head + payload[1:], media_type=JSON)
 
 
 @router.post("/recommendations", response_model=RecommendationsResponse)
-async def recommendations(
-    body: RecommendationsRequest,
-    model: ModelDep,
-    holder: HolderDep,
-    store: StoreDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    rid: RequestId,
-) -> Response:
+async def recommendations(body: RecommendationsRequest, request: Request, svc: ServiceDep) -> Response:
     """Top-``k`` items for a user, with scores and reasons; cached per user and parameters."""
+    settings, store, holder, metrics = svc.settings, svc.store, svc.holder, svc.metrics
+    model, rid = svc.model, request_id(request)
     if body.k > settings.max_k:
         raise RequestValidationError([too_long(("k",), body.k, settings.max_k, "items")])
     f = body.filters
@@ -106,9 +109,9 @@ async def recommendations(
     version = model.version
     cached = await store.get_list(version, body.user_id, field)
     if cached is not None:
-        metrics.cache.labels("recommendations", "hit").inc()
+        metrics.cache_hit.inc()
         return _respond(rid, True, cached)
-    metrics.cache.labels("recommendations", "miss").inc()
+    metrics.cache_miss.inc()
     recent = [*await store.recent(body.user_id), *body.context]
     rec = model.recommender
     filters = Filters(**filters_dict)
@@ -125,16 +128,10 @@ async def recommendations(
 
 
 @router.post("/rank", response_model=RankResponse)
-async def rank(
-    body: RankRequest,
-    model: ModelDep,
-    holder: HolderDep,
-    store: StoreDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    rid: RequestId,
-) -> RankResponse:
+async def rank(body: RankRequest, request: Request, svc: ServiceDep) -> RankResponse:
     """Your candidate ids reordered for the user; unknown and withdrawn ids are reported, not fatal."""
+    settings, store, holder, metrics = svc.settings, svc.store, svc.holder, svc.metrics
+    model, rid = svc.model, request_id(request)
     check_limits(settings, item_ids=body.item_ids, context=body.context)
     rec = model.recommender
     ids = list(dict.fromkeys(body.item_ids))  # first occurrence of each id
@@ -161,16 +158,15 @@ async def rank(
 @router.get("/items/{item_id}/similar", response_model=SimilarResponse)
 async def similar(
     item_id: Id,
-    model: ModelDep,
-    holder: HolderDep,
-    settings: SettingsDep,
-    rid: RequestId,
+    request: Request,
+    svc: ServiceDep,
     k: int = Query(10, ge=1, description="how many (at most max_k)"),
     by: Literal["both", "text", "covisit"] = Query(
         "both", description="text: substitutes by description; covisit: seen together; both: fused"
     ),
 ) -> SimilarResponse:
     """Items like this one: text similarity and co-visitation, fused by reciprocal rank."""
+    settings, holder, model, rid = svc.settings, svc.holder, svc.model, request_id(request)
     if k > settings.max_k:
         raise RequestValidationError(
             [{**too_long(("k",), k, settings.max_k, "items"), "loc": ("query", "k")}]
@@ -188,8 +184,9 @@ async def similar(
 
 
 @router.put("/items/{item_id}", response_model=ItemOut, dependencies=[ApiKey])
-async def put_item(item_id: Id, body: ItemIn, model: ModelDep, holder: HolderDep) -> ItemOut:
+async def put_item(item_id: Id, body: ItemIn, svc: ServiceDep) -> ItemOut:
     """Add or change an item: its text is embedded now and it is recommendable at once."""
+    model, holder = svc.model, svc.holder
     known = bool(model.recommender.data.items.index([item_id])[0] >= 0)
     try:
         state = await holder.change({"op": "put", "item": {"item_id": item_id, **body.model_dump()}})
@@ -199,8 +196,9 @@ async def put_item(item_id: Id, body: ItemIn, model: ModelDep, holder: HolderDep
 
 
 @router.delete("/items/{item_id}", response_model=ItemOut, dependencies=[ApiKey])
-async def delete_item(item_id: Id, model: ModelDep, holder: HolderDep) -> ItemOut:
+async def delete_item(item_id: Id, svc: ServiceDep) -> ItemOut:
     """Withdraw an item: it is never recommended again (histories that name it still count)."""
+    model, holder = svc.model, svc.holder
     if model.recommender.data.items.index([item_id])[0] < 0:
         raise HTTPException(404, f"unknown item {item_id!r}")
     try:
@@ -211,14 +209,13 @@ async def delete_item(item_id: Id, model: ModelDep, holder: HolderDep) -> ItemOu
 
 
 @router.post("/events", response_model=EventsResponse, dependencies=[ApiKey])
-async def events(
-    body: EventsRequest, model: ModelDep, store: StoreDep, settings: SettingsDep
-) -> EventsResponse:
+async def events(body: EventsRequest, svc: ServiceDep) -> EventsResponse:
     """Views, clicks, carts, purchases: they join each user's recent history at once and drop the
     user's cached lists, so the next response reflects them."""
+    settings, store, model = svc.settings, svc.store, svc.model
     check_limits(settings, events=body.events)
     by_user: dict[str, list[str]] = {}
-    for event in sorted(body.events, key=lambda e: (e.timestamp is None, e.timestamp or 0)):
+    for event in sorted(body.events, key=_event_time):
         by_user.setdefault(event.user_id, []).append(event.item_id)
     await store.add_recent(model.version, by_user)
     ids = list(dict.fromkeys(e.item_id for e in body.events))
@@ -229,9 +226,10 @@ async def events(
 
 
 @router.post("/admin/reload", response_model=ReloadResponse, dependencies=[ApiKey])
-async def reload(body: ReloadRequest, holder: HolderDep, settings: SettingsDep) -> ReloadResponse:
+async def reload(body: ReloadRequest, svc: ServiceDep) -> ReloadResponse:
     """Load an artifact (default: the current folder again) and swap it in atomically; a bad one
     is refused with 409 and the old model keeps serving."""
+    holder, settings = svc.holder, svc.settings
     folder = body.model_dir or (holder.current.model_dir if holder.current else settings.model_dir)
     if folder is None:
         raise HTTPException(422, "no model_dir given and none configured")

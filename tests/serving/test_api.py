@@ -250,6 +250,19 @@ def test_other_bad_input_is_a_4xx_not_a_500(memory_client):
     assert memory_client.post("/v1/rank", json={"user_id": USER, "item_ids": []}).status_code == 422
 
 
+def test_events_with_mixed_timestamps_are_ordered_by_time(memory_client):
+    events = [
+        {"user_id": "mixed", "item_id": "I000001", "type": "view", "timestamp": "2026-01-02T00:00:00+02:00"},
+        {"user_id": "mixed", "item_id": "I000002", "type": "view", "timestamp": "2026-01-01T23:30:00"},
+        {"user_id": "mixed", "item_id": "I000003", "type": "cart"},
+    ]
+    response = memory_client.post("/v1/events", json={"events": events}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    session = recommend(memory_client, user_id="mixed")
+    assert session["basis"] == "session"
+    assert not {"I000001", "I000002", "I000003"} & set(ids(session))
+
+
 def test_writes_need_a_key(memory_client):
     event = {"events": [{"user_id": USER, "item_id": "I000001", "type": "view"}]}
     assert memory_client.post("/v1/events", json=event).status_code == 401
