@@ -133,6 +133,8 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=2, help="cached/ceiling alternations")
     ap.add_argument("--pool", type=int, default=1000, help="users in the cached pool")
+    ap.add_argument("--model-threads", type=int, default=1, help="RECSYS_MODEL_THREADS of the service")
+    ap.add_argument("--skip-uncached", action="store_true", help="only the cached and ceiling runs")
     ap.add_argument("--output", type=Path, default=HERE / "results" / "serve_load.json")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -154,6 +156,7 @@ def main() -> int:
         "RECSYS_KEY_PREFIX": prefix,
         "RECSYS_CACHE_TTL_S": "3600",
         "RECSYS_REDIS_URL": args.redis_url,
+        "RECSYS_MODEL_THREADS": str(args.model_threads),
     }
     ours_port, ceiling_port = free_port(), free_port()
     uvicorn_flags = ["--log-level", "warning", "--no-access-log", "--workers", "1"]
@@ -197,19 +200,22 @@ def main() -> int:
         r.hset("recsys-bench:ceiling", "k=10", json.dumps(sample))
         print(f"service on :{ours_port}, ceiling on :{ceiling_port}; {len(users)} users, pool {args.pool}")
 
-        results["uncached_1_connection"] = phase(
-            ours_port, "uncached, 1 connection", all_users, args.duration, 1, 10, 1
-        )
-        results["uncached"] = phase(
-            ours_port,
-            f"uncached, {args.connections} connections",
-            all_users,
-            args.duration,
-            args.connections,
-            12,
-            1,
-        )
-        phase(ours_port, "warm the pool", pool, max(5, args.duration // 2), args.connections, 10)
+        if not args.skip_uncached:
+            results["uncached_1_connection"] = phase(
+                ours_port, "uncached, 1 connection", all_users, args.duration, 1, 10, 1
+            )
+            results["uncached"] = phase(
+                ours_port,
+                f"uncached, {args.connections} connections",
+                all_users,
+                args.duration,
+                args.connections,
+                12,
+                1,
+            )
+        for _ in range(30):  # until every pool user's list is in the cache
+            if phase(ours_port, "warm the pool", pool, 10, args.connections, 10)["cache_hit_share"] >= 0.999:
+                break
         cached, ceil = [], []
         for i in range(args.rounds):
             ceil.append(
@@ -253,7 +259,8 @@ def main() -> int:
         "machine": machine(),
         "command": " ".join(["python", *sys.argv]),
         "setup": {
-            "service": "recsys serve, 1 uvicorn worker (uvloop, httptools), model_threads 1, Redis cache",
+            "service": "recsys serve, 1 uvicorn worker (uvloop, httptools), Redis cache",
+            "model_threads": args.model_threads,
             "load": f"wrk -t1 -c{args.connections} -d{args.duration}s (1 connection for the latency run)",
             "artifact": str(args.model_dir),
         },

@@ -185,7 +185,12 @@ class Recommender:
 
     # ----- public API -------------------------------------------------------------------------
     def recommend(
-        self, user_ids: Sequence[str], k: int = 10, filters: Filters | None = None
+        self,
+        user_ids: Sequence[str],
+        k: int = 10,
+        filters: Filters | None = None,
+        *,
+        with_reasons: bool = True,
     ) -> list[list[Recommendation]]:
         """Top-``k`` for each user id; an unknown user gets the anonymous (empty-history) list."""
         _check_k(k)
@@ -194,11 +199,15 @@ class Recommender:
         results: list[list[Recommendation]] = [[] for _ in user_ids]
         if known.any():
             kr = rows[known]
-            lists = self.recommend_rows([self.data.history(int(u)) for u in kr], kr, k, filters)
+            lists = self.recommend_rows(
+                [self.data.history(int(u)) for u in kr], kr, k, filters, with_reasons=with_reasons
+            )
             for pos, lst in zip(np.flatnonzero(known), lists, strict=True):
                 results[pos] = lst
         if (~known).any():
-            anon = self.recommend_rows([np.zeros(0, np.int64)], None, k, filters)[0]
+            anon = self.recommend_rows([np.zeros(0, np.int64)], None, k, filters, with_reasons=with_reasons)[
+                0
+            ]
             for pos in np.flatnonzero(~known):
                 results[pos] = anon
         return results

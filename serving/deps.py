@@ -34,9 +34,13 @@ class Service:
         return state
 
 
+def service(request: Request) -> Service:
+    svc: Service = request.app.state.service
+    return svc
+
+
 async def get_service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
+    return service(request)
 
 
 def request_id(request: Request) -> str:
@@ -49,7 +53,7 @@ async def require_key(
     x_api_key: Annotated[str | None, Header(description="an API key from the settings")] = None,
 ) -> None:
     """Write and admin endpoints: the key must equal one of the settings' keys (constant-time)."""
-    keys = (await get_service(request)).settings.api_keys
+    keys = service(request).settings.api_keys
     if not keys:
         raise HTTPException(403, "writes are disabled: no API keys configured (set RECSYS_API_KEYS)")
     given = (x_api_key or "").encode()

@@ -6,9 +6,11 @@ Prometheus metrics are per worker process; with several workers set ``PROMETHEUS
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import re
 import time
-import uuid
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -58,32 +60,40 @@ def _problem(status: int, error: str, request_id: str) -> list[Message]:
     ]
 
 
+_SAFE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")  # a caller's X-Request-ID is echoed only if plain
+
+
 class ServiceMiddleware:
-    """Gives each request an id (``X-Request-ID`` if the caller sent a sane one), refuses bodies
+    """Gives each request an id (``X-Request-ID`` if the caller sent a plain one), refuses bodies
     over ``max_body_bytes`` with 413, and records latency, status and errors per endpoint."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
         self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+        self._ids = itertools.count()
+        self._id_prefix = os.urandom(6).hex()  # unique per process; a counter after it per request
+        self._observers: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
-        request_id = ""
+        request_id, too_big = "", False
         for name, value in scope["headers"]:
-            if name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
+            if name == b"x-request-id" and _SAFE_ID.fullmatch(value):
                 request_id = value.decode()
-        request_id = request_id or uuid.uuid4().hex
+            elif name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                too_big = True
+        request_id = request_id or f"{self._id_prefix}{next(self._ids):010x}"
         scope.setdefault("state", {})["request_id"] = request_id
+        if too_big:
+            for message in _problem(413, f"body over {self.max_body_bytes} bytes", request_id):
+                await send(message)
+            self._observe(scope, scope["method"], 413, t0)
+            return
         status = 500
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                for message in _problem(413, f"body over {self.max_body_bytes} bytes", request_id):
-                    await send(message)
-                self._observe(scope, "POST", 413, t0)
-                return
         seen = 0
+        header = (b"x-request-id", request_id.encode())
 
         async def limited_receive() -> Message:
             nonlocal seen
@@ -98,7 +108,7 @@ class ServiceMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
         try:
@@ -107,8 +117,13 @@ class ServiceMiddleware:
             self._observe(scope, scope["method"], status, t0)
 
     def _observe(self, scope: Scope, method: str, status: int, t0: float) -> None:
+        elapsed = time.perf_counter() - t0
         route: Any = scope.get("route")
         endpoint = getattr(route, "path", None) or "unmatched"
-        self.metrics.latency.labels(endpoint, method, str(status)).observe(time.perf_counter() - t0)
+        key = (endpoint, method, status)
+        observer = self._observers.get(key)
+        if observer is None:
+            observer = self._observers[key] = self.metrics.latency.labels(endpoint, method, str(status))
+        observer.observe(elapsed)
         if status >= 400:
             self.metrics.errors.labels(endpoint, str(status)).inc()

@@ -15,11 +15,12 @@ from recsys.errors import ArtifactError, RecsysError
 from recsys.live import is_available, similar_items
 from recsys.rank.rules import Filters
 from recsys.recommender import Recommendation
-from serving.deps import ApiKey, ServiceDep, request_id
+from serving.deps import ApiKey, ServiceDep, request_id, service
 from serving.schemas import (
     EventIn,
     EventsRequest,
     EventsResponse,
+    FiltersIn,
     Id,
     ItemIn,
     ItemOut,
@@ -87,25 +88,30 @@ def _respond(request_id: str, cached: bool, payload: bytes) -> Response:
 
 
 @router.post("/recommendations", response_model=RecommendationsResponse)
-async def recommendations(body: RecommendationsRequest, request: Request, svc: ServiceDep) -> Response:
+async def recommendations(body: RecommendationsRequest, request: Request) -> Response:
     """Top-``k`` items for a user, with scores and reasons; cached per user and parameters."""
+    svc = service(request)  # not a dependency: on the cache-hit path each one costs a visible share
     settings, store, holder, metrics = svc.settings, svc.store, svc.holder, svc.metrics
     model, rid = svc.model, request_id(request)
     if body.k > settings.max_k:
         raise RequestValidationError([too_long(("k",), body.k, settings.max_k, "items")])
     f = body.filters
-    check_limits(
-        settings,
-        context=body.context,
-        filters__include_items=f.include_items,
-        filters__exclude_items=f.exclude_items,
-        filters__include_categories=f.include_categories,
-        filters__exclude_categories=f.exclude_categories,
-    )
-    filters_dict = f.model_dump()
-    field = params_field(body.k, {k: v for k, v in filters_dict.items() if k != "exclude_seen"}, body.context)
-    if not f.exclude_seen:
-        field += ":seen"
+    if f is None and not body.context:  # the plain request (and what batch scoring precomputes)
+        filters_dict: dict[str, Any] = {}
+        field = f"k={body.k}"
+    else:
+        f = f or FiltersIn()
+        check_limits(
+            settings,
+            context=body.context,
+            filters__include_items=f.include_items,
+            filters__exclude_items=f.exclude_items,
+            filters__include_categories=f.include_categories,
+            filters__exclude_categories=f.exclude_categories,
+        )
+        filters_dict = f.model_dump()
+        shown = {k: v for k, v in filters_dict.items() if k != "exclude_seen"}
+        field = params_field(body.k, shown, body.context) + ("" if f.exclude_seen else ":seen")
     version = model.version
     cached = await store.get_list(version, body.user_id, field)
     if cached is not None:

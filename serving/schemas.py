@@ -32,7 +32,7 @@ class FiltersIn(Strict):
 class RecommendationsRequest(Strict):
     user_id: Id = Field(description="your user id; an unknown one gets the context's or popular items")
     k: int = Field(default=10, ge=1, le=HARD_MAX_LIST, description="list length (at most max_k)")
-    filters: FiltersIn = Field(default_factory=FiltersIn)
+    filters: FiltersIn | None = Field(default=None, description="rules applied after ranking")
     context: list[Id] = Field(
         default_factory=list,
         max_length=HARD_MAX_LIST,

@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections import OrderedDict, deque
 from typing import Any, Protocol
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout
+else:  # pragma: no cover - redis-py depends on the backport there
+    from async_timeout import timeout
 
 from recsys.cache_keys import catalogue_key, lists_key, recent_key
 
@@ -162,9 +168,10 @@ class RedisStore:
 
         self.url, self.prefix, self.ttl_s = url, prefix, ttl_s
         self.recent_limit, self.recent_ttl_s = recent_limit, recent_ttl_s
-        self.client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
-        )
+        # Timeouts come from ``self._deadline()`` around each call: redis-py's own socket timeout
+        # wraps every read in ``asyncio.wait_for`` (a task per call), a third of a cache hit's cost.
+        self.client = aioredis.Redis.from_url(url, socket_connect_timeout=timeout_s, retry_on_timeout=False)
+        self.timeout_s = timeout_s
         self.local = MemoryStore(ttl_s, 10_000, recent_limit, recent_ttl_s)
         self.reconnect_min_s, self.reconnect_max_s = reconnect_min_s, reconnect_max_s
         self._down_since: float | None = None
@@ -206,17 +213,20 @@ class RedisStore:
                 pipe.ltrim(key, -self.recent_limit, -1)
                 pipe.expire(key, self.recent_ttl_s)
                 pipe.delete(lists_key(self.prefix, version, user_id))
-            await pipe.execute()
+            async with timeout(self.timeout_s):
+                await pipe.execute()
 
     async def get_list(self, version: str, user_id: str, field: str) -> bytes | None:
         if not self._usable():
             return self.local.get_list_now(version, user_id, field)
         try:
-            value = await self.client.hget(lists_key(self.prefix, version, user_id), field)
+            async with timeout(self.timeout_s):
+                value = await self.client.hget(lists_key(self.prefix, version, user_id), field)
         except Exception as exc:  # any Redis failure degrades; it never fails the request
             self._failed(exc)
             return self.local.get_list_now(version, user_id, field)
-        await self._recovered()
+        if self._down_since is not None:
+            await self._recovered()
         return value.encode() if isinstance(value, str) else value
 
     async def put_list(self, version: str, user_id: str, field: str, payload: bytes) -> None:
@@ -228,7 +238,8 @@ class RedisStore:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.hset(key, field, payload)
                 pipe.expire(key, self.ttl_s)
-                await pipe.execute()
+                async with timeout(self.timeout_s):
+                    await pipe.execute()
         except Exception as exc:
             self._failed(exc)
             await self.local.put_list(version, user_id, field, payload)
@@ -250,7 +261,8 @@ class RedisStore:
         if not self._usable():
             return self.local.recent_now(user_id)
         try:
-            values = await self.client.lrange(recent_key(self.prefix, user_id), 0, -1)
+            async with timeout(self.timeout_s):
+                values = await self.client.lrange(recent_key(self.prefix, user_id), 0, -1)
         except Exception as exc:
             self._failed(exc)
             return self.local.recent_now(user_id)
@@ -261,7 +273,8 @@ class RedisStore:
         if not self._usable():
             return False
         try:
-            await self.client.ping()
+            async with timeout(self.timeout_s):
+                await self.client.ping()
         except Exception as exc:
             self._failed(exc)
             return False
@@ -272,7 +285,8 @@ class RedisStore:
         if not self._usable():
             raise StoreUnavailable(f"redis at {self.url} is unreachable")
         try:
-            await self.client.xadd(catalogue_key(self.prefix), {"change": json.dumps(change)})
+            async with timeout(self.timeout_s):
+                await self.client.xadd(catalogue_key(self.prefix), {"change": json.dumps(change)})
         except Exception as exc:
             self._failed(exc)
             raise StoreUnavailable(f"redis at {self.url} is unreachable: {exc}") from exc
@@ -281,7 +295,8 @@ class RedisStore:
         if not self._usable():
             raise StoreUnavailable(f"redis at {self.url} is unreachable")
         try:
-            entries = await self.client.xrange(catalogue_key(self.prefix), min=f"({last}", max="+")
+            async with timeout(self.timeout_s * 10):  # a long log on a restart
+                entries = await self.client.xrange(catalogue_key(self.prefix), min=f"({last}", max="+")
         except Exception as exc:
             self._failed(exc)
             raise StoreUnavailable(f"redis at {self.url} is unreachable: {exc}") from exc
