@@ -72,7 +72,7 @@ def check_limits(settings: Settings, **lists: Sequence[object] | None) -> None:
 
 
 def _items(recs: list[Recommendation]) -> list[dict[str, Any]]:
-    return [{"item_id": r.item_id, "score": r.score, "reasons": r.reasons} for r in recs]
+    return [{"item_id": r.item_id, "score": round(r.score, 6), "reasons": r.reasons} for r in recs]
 
 
 def _event_time(event: EventIn) -> float:

@@ -50,7 +50,8 @@ def test_a_new_item_has_its_texts_embedding_and_no_interactions(rec):
 
 def test_a_changed_item_is_re_embedded_in_place(rec):
     changed = rec.data.item_frame[[9]].with_columns(
-        pl.lit("Brand new words about telescopes").alias("title"), pl.lit("Astronomy > Optics").alias("category")
+        pl.lit("Brand new words about telescopes").alias("title"),
+        pl.lit("Astronomy > Optics").alias("category"),
     )
     grown = upsert_items(rec, changed)
     assert grown.data.n_items == rec.data.n_items
