@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from recsys.errors import ConfigError, DataError
-from recsys.recommender import Recommender
+from recsys.recommender import Recommendation, Recommender
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +94,37 @@ def partition_path(out: Path, index: int) -> Path:
 
 
 def score_partition(
-    rec: Recommender, users: Sequence[str], k: int, model_version: str, *, reasons: bool = False
+    rec: Recommender,
+    users: Sequence[str],
+    k: int,
+    model_version: str,
+    *,
+    reasons: bool = False,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> pl.DataFrame:
-    """Top-``k`` rows for ``users`` through ``Recommender.recommend`` (chunked inside)."""
-    lists = rec.recommend(list(users), k, with_reasons=reasons)
+    """Top-``k`` rows for ``users`` through ``Recommender.recommend``, one chunk at a time."""
+    frames = []
+    step = rec.config.chunk_size
+    for s in range(0, len(users), step):
+        chunk = list(users[s : s + step])
+        lists = rec.recommend(chunk, k, with_reasons=reasons)
+        frames.append(_frame(chunk, lists, model_version, reasons))
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+    return pl.concat(frames) if frames else _frame([], [], model_version, reasons)
+
+
+def _frame(
+    users: Sequence[str], lists: Sequence[Sequence[Recommendation]], model_version: str, reasons: bool
+) -> pl.DataFrame:
     lengths = [len(lst) for lst in lists]
+    ranks = [np.arange(1, n + 1, dtype=np.int32) for n in lengths]
     columns: dict[str, Any] = {
-        "user_id": np.repeat(np.asarray(users, dtype=object), lengths),
-        "rank": np.concatenate([np.arange(1, n + 1, dtype=np.int32) for n in lengths])
-        if lengths
-        else np.zeros(0, np.int32),
+        "user_id": np.repeat(np.asarray(users, dtype=object), lengths) if users else [],
+        "rank": np.concatenate(ranks) if ranks else np.zeros(0, np.int32),
         "item_id": [r.item_id for lst in lists for r in lst],
         "score": np.array([r.score for lst in lists for r in lst], dtype=np.float32),
-        "model_version": model_version,
+        "model_version": [model_version] * sum(lengths),
     }
     frame = pl.DataFrame(columns, schema=SCHEMA)
     if reasons:
@@ -166,14 +184,12 @@ def run_local(
     job: ScoreJob,
     out: Path,
     todo: Sequence[int],
-    on_partition: Callable[[int, int], None] | None = None,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> None:
     """Score and write the ``todo`` partitions in this process."""
     for i, part in partitions(users, job.partition_size, todo):
-        frame = score_partition(rec, part, job.k, job.model_version, reasons=job.reasons)
+        frame = score_partition(rec, part, job.k, job.model_version, reasons=job.reasons, on_chunk=on_chunk)
         write_partition(frame, partition_path(out, i))
-        if on_partition is not None:
-            on_partition(i, len(part))
 
 
 def read_output(out: Path) -> pl.DataFrame:
@@ -193,3 +209,101 @@ def summary(out: Path, job: ScoreJob, seconds: float, scored: int) -> dict[str, 
         "users_per_s": round(scored / seconds, 1) if seconds > 0 else None,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+@dataclass(frozen=True)
+class ScoreRun:
+    """What ``recsys score`` was asked to do."""
+
+    model_dir: Path
+    users: str
+    k: int
+    out: Path
+    engine: str = "local"
+    workers: int = 2
+    partition_size: int = 5000
+    reasons: bool = False
+    overwrite: bool = False
+    to_redis: str | None = None
+    redis_prefix: str = "recsys"
+    ttl_s: int = 86400
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("local", "ray"):
+            raise ConfigError(f"engine must be local or ray, not {self.engine!r}")
+        if self.k < 1 or self.partition_size < 1 or self.workers < 1 or self.ttl_s < 1:
+            raise ConfigError("k, partition size, workers and ttl must be at least 1")
+
+
+def run_scoring(run: ScoreRun) -> dict[str, Any]:
+    """Score every user of ``run`` into ``run.out`` (resuming), then export to Redis if asked."""
+    from tqdm.auto import tqdm
+
+    from recsys.artifacts import artifact_version, load_recommender
+
+    t_load = time.perf_counter()
+    rec = load_recommender(run.model_dir)
+    users = read_users(run.users, rec)
+    job = ScoreJob(
+        model_dir=str(Path(run.model_dir).resolve()),
+        model_version=artifact_version(run.model_dir),
+        k=run.k,
+        partition_size=run.partition_size,
+        n_users=len(users),
+        users_digest=users_digest(users),
+        reasons=run.reasons,
+    )
+    todo = prepare(run.out, job, overwrite=run.overwrite)
+    done_users = sum(len(p) for _, p in partitions(users, job.partition_size, todo))
+    log.info(
+        "%d users, %d partitions to write (%d already done); model loaded in %.1fs",
+        len(users),
+        len(todo),
+        -(-job.n_users // job.partition_size) - len(todo),
+        time.perf_counter() - t_load,
+    )
+    t0 = time.perf_counter()
+    with tqdm(total=done_users, unit="user", desc=f"scoring ({run.engine})", disable=not run.progress) as bar:
+        if run.engine == "local":
+            run_local(rec, users, job, run.out, todo, on_chunk=bar.update)
+        else:
+            from pipelines.score_ray import run_ray
+
+            run_ray(
+                Path(run.model_dir), users, job, run.out, todo, workers=run.workers, on_partition=bar.update
+            )
+    report = summary(run.out, job, time.perf_counter() - t0, done_users)
+    if run.to_redis:
+        report["exported_to_redis"] = export_output(run.out, rec, run.to_redis, run.redis_prefix, run.ttl_s)
+    return report
+
+
+def export_output(out: Path, rec: Recommender, redis_url: str, prefix: str, ttl_s: int) -> int:
+    """Every partition of ``out`` into the serving cache, one partition in memory at a time."""
+    import redis
+
+    from pipelines.export import export_lists
+
+    job = ScoreJob(**json.loads((out / JOB).read_text()))
+    client = redis.Redis.from_url(redis_url)
+    written = 0
+    for part in sorted(out.glob("part-*.parquet")):
+        frame = pl.read_parquet(part)
+        has_reasons = "reasons" in frame.columns
+        grouped = frame.group_by("user_id", maintain_order=True).agg(
+            "item_id", "score", *(["reasons"] if has_reasons else [])
+        )
+        known = rec.data.users.index(grouped["user_id"]) >= 0
+
+        def lists(g: pl.DataFrame = grouped, known: np.ndarray = known) -> Iterator[tuple[str, str, list]]:
+            for row, ok in zip(g.iter_rows(named=True), known, strict=True):
+                why = row.get("reasons") or [[] for _ in row["item_id"]]
+                recs = [
+                    Recommendation(i, float(s), list(r))
+                    for i, s, r in zip(row["item_id"], row["score"], why, strict=True)
+                ]
+                yield row["user_id"], ("history" if ok else "popular"), recs
+
+        written += export_lists(client, job.model_version, lists(), k=job.k, ttl_s=ttl_s, prefix=prefix)
+    return written

@@ -353,6 +353,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG_SCORE = """\
+output (--out DIR): part-NNNNN.parquet (user_id, rank, item_id, score, model_version[, reasons]),
+each written atomically, and _job.json; a rerun of the same job skips finished partitions.
+
+engines:
+  local   this process, chunk by chunk (memory bounded by a partition)
+  ray     a Ray cluster (RAY_ADDRESS) or a local one with --workers; the artifact is shipped to each
+          worker once through the object store; the output equals the local engine's
+
+examples:
+  recsys score --model-dir artifacts/scientific --users all --k 100 --out runs/lists
+  recsys score --model-dir artifacts/scientific --users users.txt --k 20 --out runs/lists \\
+      --engine ray --workers 2 --to-redis redis://127.0.0.1:6379/0
+"""
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from pipelines.score import ScoreRun, run_scoring
+
+    report = run_scoring(
+        ScoreRun(
+            model_dir=args.model_dir,
+            users=args.users,
+            k=args.k,
+            out=args.out,
+            engine=args.engine,
+            workers=args.workers,
+            partition_size=args.partition_size,
+            reasons=args.reasons,
+            overwrite=args.overwrite,
+            to_redis=args.to_redis,
+            redis_prefix=args.redis_prefix,
+            ttl_s=args.ttl,
+            progress=not args.no_progress,
+        )
+    )
+    for key, value in report.items():
+        if key != "job":
+            print(f"{key:>20}: {value}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     dataset = load_dataset(args)
     for key, value in dataset.summary().items():
@@ -458,6 +500,28 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--output", type=Path, help="write the JSON report here")
     tr.add_argument("--no-progress", action="store_true", help="no progress bars")
     tr.set_defaults(func=cmd_train)
+
+    sc = sub.add_parser(
+        "score",
+        help="batch top-K for many users to Parquet (and Redis), locally or on Ray",
+        description="Score users in chunks through the Recommender and write partitioned Parquet.",
+        epilog=EPILOG_SCORE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sc.add_argument("--model-dir", type=Path, required=True, metavar="DIR", help="artifact folder")
+    sc.add_argument("--users", default="all", help="all, or a file of user ids (.txt, .csv, .parquet)")
+    sc.add_argument("--k", type=int, default=100, help="list length (default 100)")
+    sc.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    sc.add_argument("--engine", choices=["local", "ray"], default="local")
+    sc.add_argument("--workers", type=int, default=2, help="Ray workers on a local Ray (default 2)")
+    sc.add_argument("--partition-size", type=int, default=5000, help="users per Parquet file")
+    sc.add_argument("--reasons", action="store_true", help="also write each item's reasons")
+    sc.add_argument("--overwrite", action="store_true", help="replace another job's output in --out")
+    sc.add_argument("--to-redis", metavar="URL", help="also write the lists to the serving cache")
+    sc.add_argument("--redis-prefix", default="recsys", help="the service's RECSYS_KEY_PREFIX")
+    sc.add_argument("--ttl", type=int, default=86400, help="seconds the exported lists live (default 1 day)")
+    sc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sc.set_defaults(func=cmd_score)
 
     se = sub.add_parser(
         "serve",
