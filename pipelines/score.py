@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from recsys.atomic import atomic_writer, write_text
 from recsys.errors import ConfigError, DataError
 from recsys.recommender import Recommendation, Recommender
 
@@ -136,14 +136,8 @@ def _frame(
 
 def write_partition(frame: pl.DataFrame, path: Path) -> None:
     """Write ``path`` atomically: a reader sees the whole partition or none."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        frame.write_parquet(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_writer(path) as fh:
+        frame.write_parquet(fh)
 
 
 def _complete(path: Path) -> bool:
@@ -166,9 +160,7 @@ def prepare(out: Path, job: ScoreJob, *, overwrite: bool) -> list[int]:
     elif meta.exists():
         for part in out.glob("part-*.parquet"):
             part.unlink()
-    tmp = meta.with_name(f".{JOB}.tmp")
-    tmp.write_text(json.dumps(asdict(job), indent=2) + "\n")
-    os.replace(tmp, meta)
+    write_text(meta, json.dumps(asdict(job), indent=2) + "\n")
     n_parts = -(-job.n_users // job.partition_size)
     return [i for i in range(n_parts) if not _complete(partition_path(out, i))]
 

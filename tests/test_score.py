@@ -45,7 +45,7 @@ def test_a_rerun_resumes_and_gives_identical_output(hybrid_artifact, tmp_path):
     _run(hybrid_artifact, out)
     full = read_output(out)
     partition_path(out, 1).unlink()  # a crash before the second partition was written
-    (out / ".part-00002.parquet.tmp-1").write_bytes(b"half a file")  # and a half-written one
+    (out / ".part-00002.parquet.x1.tmp").write_bytes(b"half a file")  # and a half-written one
     report = _run(hybrid_artifact, out)
     assert report["users_scored_now"] == 150  # only the missing partition
     assert read_output(out).equals(full)
