@@ -12,6 +12,7 @@ from tests.serving.conftest import KEY, client_for, make_settings
 
 USER = "U000000"
 AUTH = {"X-API-Key": KEY}
+ANY_CACHE = {"backend": "memory", "reachable": True}
 
 
 def recommend(client, **body):
@@ -302,3 +303,62 @@ def test_the_openapi_spec_has_every_endpoint_with_models(memory_client):
         op = paths[path][method]
         assert "$ref" in str(op["responses"]["200"]), (path, method)
         assert "422" in op["responses"]
+
+
+@pytest.mark.slow
+def test_recsys_serve_reloads_on_sighup(hybrid_artifact, tmp_path):
+    """The real command under uvicorn: SIGHUP reloads; a bad artifact at that path is refused."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.serving.conftest import _free_port
+
+    folder = tmp_path / "model"
+    shutil.copytree(hybrid_artifact, folder)
+    port = _free_port()
+    env = {**os.environ, "RECSYS_API_KEYS": KEY}
+    env.pop("RECSYS_REDIS_URL", None)
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "recsys.cli", "serve", "--model-dir", str(folder), "--port", str(port)],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+
+    def ready() -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            return json.loads(r.read())
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                version = ready()["model_version"]
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.3)
+        (folder / "ranker.txt").write_text("damaged")  # what a botched deploy leaves
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while "reload refused" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert ready() == {"status": "ready", "model_version": version, "cache": ANY_CACHE}
+        shutil.rmtree(folder)
+        shutil.copytree(hybrid_artifact, folder)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while log.read_text().count("loaded ") < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert ready()["model_version"] == version  # the same artifact again
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
