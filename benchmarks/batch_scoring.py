@@ -72,6 +72,8 @@ def child(args: argparse.Namespace) -> None:
     rec = load_recommender(args.model_dir)
     rec.ranker.predict_threads = 1
     users = [str(u) for u in rec.data.users.ids.to_list()]
+    if args.limit_users:
+        users = users[: args.limit_users]
     loaded = rss_mb()
     load_s = time.perf_counter() - t0
     job = ScoreJob(
@@ -85,12 +87,13 @@ def child(args: argparse.Namespace) -> None:
     )
     todo = prepare(args.out, job, overwrite=True)
     t0 = time.perf_counter()
+    stages: dict = {}
     if args.engine == "local":
         run_local(rec, users, job, args.out, todo)
     else:
         from pipelines.score_ray import run_ray
 
-        run_ray(args.model_dir, users, job, args.out, todo, workers=args.workers)
+        stages = run_ray(args.model_dir, users, job, args.out, todo, workers=args.workers)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
@@ -105,14 +108,19 @@ def child(args: argparse.Namespace) -> None:
                 "rss_after_load_mb": round(loaded),
                 "peak_rss_mb": round(peak),
                 "scoring_overhead_mb": round(peak - loaded),
+                "partition_size": args.partition_size,
+                **stages,
             }
         ),
         flush=True,
     )
 
 
-def measure(model_dir: Path, out: Path, engine: str, k: int, partition_size: int, workers: int = 2) -> dict:
+def measure(
+    model_dir: Path, out: Path, engine: str, k: int, partition_size: int, workers: int = 2, limit: int = 0
+) -> dict:
     cmd = [sys.executable, __file__, "--child", "--model-dir", str(model_dir), "--out", str(out)]
+    cmd += ["--limit-users", str(limit)]
     cmd += [
         "--engine",
         engine,
@@ -185,8 +193,12 @@ def main() -> int:
     ap.add_argument(
         "--sizes", default="100000,300000,1000000", help="synthetic users, comma-separated ('' none)"
     )
+    ap.add_argument("--limit-users", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--partition-size", type=int, default=5000)
+    ap.add_argument(
+        "--ray-partition-size", type=int, default=1000, help="partitions for the Ray run (balance)"
+    )
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "batch-bench")
     ap.add_argument("--output", type=Path, default=HERE / "results" / "batch_scoring.json")
     args = ap.parse_args()
@@ -196,22 +208,30 @@ def main() -> int:
     from _machine import machine
 
     args.work.mkdir(parents=True, exist_ok=True)
-    report: dict = {"machine": machine(), "command": " ".join(["python", *sys.argv]), "k": args.k, "runs": {}}
+    # Runs of earlier invocations stay in the JSON (each run says its own command).
+    runs = json.loads(args.output.read_text())["runs"] if args.output.exists() else {}
+    command = " ".join(["python", *sys.argv])
+    report: dict = {"machine": machine(), "k": args.k, "runs": runs}
     if args.scientific:
         local = measure(args.scientific, args.work / "out-sci-local", "local", args.k, args.partition_size)
         ray = measure(
             args.scientific, args.work / "out-sci-ray", "ray", args.k, args.partition_size, args.workers
         )
         report["runs"]["scientific"] = {
+            "command": command,
             "local": local,
             "ray": ray,
             "ray_over_local": round(ray["users_per_s"] / local["users_per_s"], 3),
         }
         print(f"ray ({args.workers} workers) / local: {ray['users_per_s'] / local['users_per_s']:.2f}")
-    for n in [int(x) for x in args.sizes.split(",") if x]:
-        artifact, times = build_synthetic(n, args.work)
-        result = measure(artifact, args.work / f"out-{n}", "local", args.k, args.partition_size)
-        report["runs"][f"synthetic_{n}"] = {**result, **times}
+    for spec in [x for x in args.sizes.split(",") if x]:
+        n, _, limit = spec.partition("/")
+        artifact, times = build_synthetic(int(n), args.work)
+        result = measure(
+            artifact, args.work / f"out-{n}", "local", args.k, args.partition_size, limit=int(limit or 0)
+        )
+        name = f"synthetic_{n}" + (f"_first_{limit}" if limit else "")
+        report["runs"][name] = {**result, **times, "catalogue_users": int(n), "command": command}
         tmp = args.output.with_suffix(".tmp")
         tmp.write_text(json.dumps(report, indent=2) + "\n")
         os.replace(tmp, args.output)

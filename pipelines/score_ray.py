@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ class PartitionScorer:
         self.rec = load_recommender(self.folder)
         self.rec.ranker.predict_threads = threads
 
+    def ready(self) -> int:
+        return self.rec.data.n_users
+
     def score(self, index: int, users: Sequence[str], k: int, version: str, reasons: bool) -> tuple[int, Any]:
         frame = score_partition(self.rec, users, k, version, reasons=reasons)
         return index, frame.to_arrow()
@@ -68,12 +72,14 @@ def run_ray(
     *,
     workers: int = 2,
     on_partition: Callable[[int], None] | None = None,
-) -> None:
-    """Score the ``todo`` partitions on Ray actors and write them here."""
+) -> dict[str, float]:
+    """Score the ``todo`` partitions on Ray actors and write them here; returns the seconds spent
+    starting Ray and loading the model on every actor, and scoring."""
     import ray
     from ray.util import ActorPool
 
     address = os.environ.get("RAY_ADDRESS")
+    t0 = time.perf_counter()
     started = not ray.is_initialized()
     if started:
         if address:
@@ -84,6 +90,10 @@ def run_ray(
         files = ray.put(pack_artifact(model_dir))  # once into the object store
         actor = ray.remote(num_cpus=1)(PartitionScorer)
         actors = [actor.remote(files) for _ in range(workers)]
+        ray.get([a.ready.remote() for a in actors])  # type: ignore[attr-defined]
+        startup = time.perf_counter() - t0
+        log.info("ray: %d actors ready in %.1fs", workers, startup)
+        t0 = time.perf_counter()
         pool = ActorPool(actors)
         work = [(i, list(part)) for i, part in partitions(users, job.partition_size, todo)]
         sizes = {i: len(part) for i, part in work}
@@ -95,6 +105,7 @@ def run_ray(
             if on_partition is not None:
                 on_partition(sizes[index])
         ray.get([a.close.remote() for a in actors])  # type: ignore[attr-defined]
+        return {"startup_s": round(startup, 1), "scoring_s": round(time.perf_counter() - t0, 1)}
     finally:
         if started:
             ray.shutdown()
