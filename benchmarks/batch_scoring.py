@@ -215,7 +215,7 @@ def main() -> int:
     if args.scientific:
         local = measure(args.scientific, args.work / "out-sci-local", "local", args.k, args.partition_size)
         ray = measure(
-            args.scientific, args.work / "out-sci-ray", "ray", args.k, args.partition_size, args.workers
+            args.scientific, args.work / "out-sci-ray", "ray", args.k, args.ray_partition_size, args.workers
         )
         report["runs"]["scientific"] = {
             "command": command,
