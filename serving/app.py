@@ -24,7 +24,7 @@ from serving.deps import Service, ServiceDep
 from serving.middleware import Metrics, ServiceMiddleware
 from serving.model import ModelHolder
 from serving.routes import router
-from serving.schemas import Health, Problem, Ready
+from serving.schemas import Health, Problem, Ready, RecommendationsRequest
 from serving.settings import Settings, get_settings
 from serving.store import StoreUnavailable, open_store
 
@@ -168,5 +168,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         svc.metrics.degraded.set(1.0 if svc.store.degraded else 0.0)
         return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    def openapi() -> dict[str, Any]:
+        """The generated spec plus the request models of endpoints that parse their own body."""
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            spec = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            extra = RecommendationsRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(extra.pop("$defs", {}))
+            schemas["RecommendationsRequest"] = extra
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

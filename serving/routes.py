@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from recsys.cache_keys import list_payload, params_field
 from recsys.errors import ArtifactError, RecsysError
@@ -87,9 +88,28 @@ def _respond(request_id: str, cached: bool, payload: bytes) -> Response:
     return Response(head + payload[1:], media_type=JSON)
 
 
-@router.post("/recommendations", response_model=RecommendationsResponse)
-async def recommendations(body: RecommendationsRequest, request: Request) -> Response:
+# The body is parsed and validated in one pass (pydantic's JSON mode) instead of FastAPI's decode
+# then validate: a tenth of a cache hit's time. The spec still shows the model (``serving.app``).
+RECOMMENDATIONS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RecommendationsRequest"}}},
+    }
+}
+
+
+async def parse_body(request: Request, model: type[RecommendationsRequest]) -> RecommendationsRequest:
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+@router.post("/recommendations", response_model=RecommendationsResponse, openapi_extra=RECOMMENDATIONS_BODY)
+async def recommendations(request: Request) -> Response:
     """Top-``k`` items for a user, with scores and reasons; cached per user and parameters."""
+    body = await parse_body(request, RecommendationsRequest)
     svc = service(request)  # not a dependency: on the cache-hit path each one costs a visible share
     settings, store, holder, metrics = svc.settings, svc.store, svc.holder, svc.metrics
     model, rid = svc.model, request_id(request)

@@ -303,6 +303,10 @@ def test_the_openapi_spec_has_every_endpoint_with_models(memory_client):
         op = paths[path][method]
         assert "$ref" in str(op["responses"]["200"]), (path, method)
         assert "422" in op["responses"]
+    body = paths["/v1/recommendations"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    request = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+    assert {"user_id", "k", "filters", "context"} <= set(request["properties"])
+    assert "FiltersIn" in spec["components"]["schemas"]
 
 
 @pytest.mark.slow
