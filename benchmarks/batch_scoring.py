@@ -207,6 +207,8 @@ def main() -> int:
         return 0
     from _machine import machine
 
+    from recsys.atomic import write_text
+
     args.work.mkdir(parents=True, exist_ok=True)
     # Runs of earlier invocations stay in the JSON (each run says its own command).
     runs = json.loads(args.output.read_text())["runs"] if args.output.exists() else {}
@@ -232,13 +234,8 @@ def main() -> int:
         )
         name = f"synthetic_{n}" + (f"_first_{limit}" if limit else "")
         report["runs"][name] = {**result, **times, "catalogue_users": int(n), "command": command}
-        tmp = args.output.with_suffix(".tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, args.output)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, args.output)
+        write_text(args.output, json.dumps(report, indent=2) + "\n")  # after each size: nothing lost
+    write_text(args.output, json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.output}")
     return 0
 

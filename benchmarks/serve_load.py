@@ -39,6 +39,8 @@ import polars as pl
 import redis
 from _machine import machine
 
+from recsys.atomic import write_text
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LUA = HERE / "load" / "users.lua"
@@ -272,10 +274,7 @@ def main() -> int:
         },
         **results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.output.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp_out, args.output)
+    write_text(args.output, json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.output}")
     return 0
 
