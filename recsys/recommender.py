@@ -219,9 +219,7 @@ class Recommender:
         self, item_ids: Sequence[str], k: int = 10, filters: Filters | None = None
     ) -> list[Recommendation]:
         """Top-``k`` for an anonymous session of recent item ids (oldest first); unknown ids are ignored."""
-        _check_k(k)
-        rows = self.item_rows(item_ids, strict=False)
-        return self.recommend_rows([rows[rows >= 0]], None, k, filters)[0]
+        return self.recommend_user(None, k, filters, recent=item_ids)[0]
 
     def user_history(self, user_id: str | None, recent: Sequence[str] = ()) -> tuple[np.ndarray, int, str]:
         """One user's item rows (oldest first), their training row (-1: fold the history in) and the
