@@ -55,6 +55,9 @@ class TrainJob:
     sasrec: Mapping[str, Any] = field(default_factory=dict)  # SASRecConfig options + enabled
     work_dir: Path | None = None  # encoder runs; default: <out>.work beside the artifact
     evaluate: bool = False
+    # With ``evaluate``: also save the test-split recommender (every model fitted without each
+    # user's last event) here, to serve held-out users in an A/B simulation (``recsys ab simulate``).
+    holdout_out: Path | None = None
     progress: bool = True
 
     @property
@@ -181,8 +184,13 @@ def run_training(dataset: Dataset, job: TrainJob) -> dict[str, Any]:
         test_config, report["models"]["test"], more = trained_models(dataset, job, "test", folds, kind)
         seconds.update(more)
         t0 = time.perf_counter()
-        report["test"] = evaluate_on_test(dataset, test_config, ranker, kind)
+        rec, data, split = test_recommender(dataset, test_config, ranker, kind)
+        report["test"] = evaluate_recommender(rec, data, split)
         seconds["evaluate"] = time.perf_counter() - t0
+        if job.holdout_out is not None:
+            save_recommender(
+                rec, job.holdout_out, report={"holdout_of": str(job.out), "test": report["test"]}
+            )
     report["stage_seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     report["config"] = dataclasses.asdict(serve_config)
     return report
@@ -202,7 +210,11 @@ def evaluate_on_test(
 ) -> dict[str, dict[str, float]]:
     """Test-split metrics of the hybrid and of each of its scorers alone, with every model (CF and
     pretrained) fitted on the test split's training data only."""
-    rec, data, split = test_recommender(dataset, config, ranker, split_kind)
+    return evaluate_recommender(*test_recommender(dataset, config, ranker, split_kind))
+
+
+def evaluate_recommender(rec: Recommender, data: TrainData, split: Split) -> dict[str, dict[str, float]]:
+    """``rec`` (fitted on ``data``) and each of its scorers alone, on ``split``'s targets."""
     rows = {name: evaluate(scorer, data, split).metrics for name, scorer in rec.scorers.items()}
     rows["hybrid"] = evaluate(HybridScorer(rec).fit(data), data, split).metrics
     return rows

@@ -276,8 +276,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         sasrec=config["sasrec"],
         work_dir=args.work_dir,
         evaluate=args.evaluate,
+        holdout_out=args.holdout_artifact,
         progress=not args.no_progress,
     )
+    if args.holdout_artifact and not args.evaluate:
+        raise ConfigError("--holdout-artifact needs --evaluate (it is the test split's recommender)")
     job.recommender_config(None)  # refuse a bad configuration before any work
     dataset = load_dataset(args)
     log.info("dataset %s: %s", dataset.name, dataset.summary())
@@ -337,6 +340,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["RECSYS_MODEL_DIR"] = str(args.model_dir.resolve())
     if args.redis_url is not None:
         os.environ["RECSYS_REDIS_URL"] = args.redis_url
+    if args.experiments is not None:
+        from recsys.ab.experiments import load_experiments
+
+        load_experiments(args.experiments)  # a bad file fails here, before the workers start
+        os.environ["RECSYS_EXPERIMENTS_FILE"] = str(args.experiments.resolve())
     model_dir = os.environ.get("RECSYS_MODEL_DIR")
     if not model_dir:
         raise ConfigError("no model to serve: pass --model-dir DIR or set RECSYS_MODEL_DIR")
@@ -514,6 +522,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--evaluate", action="store_true", help="also rank the test split: hybrid beside each scorer"
     )
+    tr.add_argument(
+        "--holdout-artifact",
+        type=Path,
+        metavar="DIR",
+        help="with --evaluate: also save the test-split recommender (each user's last event held "
+        "out) as an artifact, to serve held-out users in `recsys ab simulate`",
+    )
     tr.add_argument("--output", type=Path, help="write the JSON report here")
     tr.add_argument("--no-progress", action="store_true", help="no progress bars")
     tr.set_defaults(func=cmd_train)
@@ -571,7 +586,17 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     se.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     se.add_argument("--access-log", action="store_true", help="log every request")
+    se.add_argument(
+        "--experiments",
+        type=Path,
+        metavar="TOML",
+        help="A/B experiments to run (or RECSYS_EXPERIMENTS_FILE); see `recsys ab --help`",
+    )
     se.set_defaults(func=cmd_serve)
+
+    from recsys.cli_ab import add_ab_parser
+
+    add_ab_parser(sub)
 
     va = sub.add_parser("validate", help="check data files against the canonical schema and summarise them")
     _add_data_arguments(va)

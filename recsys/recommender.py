@@ -146,8 +146,18 @@ class Recommender:
             rows, cand = np.zeros(len(items), dtype=np.int64), np.asarray(items, dtype=np.int64)
         return chunk, build_features(chunk, rows, cand, self.side, self.config.candidates)
 
-    def score_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.with_columns(pl.Series("score", self.ranker.predict(frame)))
+    def score_frame(self, frame: pl.DataFrame, ranking: str = "hybrid") -> pl.DataFrame:
+        """``frame`` with a ``score``: the ranker's (``ranking="hybrid"``), or one scorer's own
+        score alone (``ranking`` = its name; an A/B variant such as ALS-only). The candidates hold
+        each source's top N, so a scorer's top ``k`` (k ≤ N) is the same as over the whole catalogue."""
+        if ranking == "hybrid":
+            return frame.with_columns(pl.Series("score", self.ranker.predict(frame)))
+        column = f"{ranking}_score"
+        if column not in frame.columns:
+            raise ConfigError(f"ranking {ranking!r} is not 'hybrid' nor a scorer ({', '.join(self.scorers)})")
+        return frame.with_columns(
+            score=pl.col(column).fill_nan(None).fill_null(float("-inf")).cast(pl.Float64)
+        )
 
     def recommend_rows(
         self,
@@ -157,14 +167,16 @@ class Recommender:
         filters: Filters | None = None,
         *,
         with_reasons: bool = True,
+        ranking: str = "hybrid",
     ) -> list[list[Recommendation]]:
-        """Top-``k`` per history (``users``: their training rows, or None for anonymous sessions)."""
+        """Top-``k`` per history (``users``: their training rows, or None for anonymous sessions);
+        ``ranking`` as in ``score_frame``."""
         filters = filters or Filters()
         out: list[list[Recommendation]] = []
         for s in range(0, len(histories), self.config.chunk_size):
             hist = histories[s : s + self.config.chunk_size]
             _, frame = self.features(hist, None if users is None else users[s : s + len(hist)])
-            scored = self.score_frame(frame)
+            scored = self.score_frame(frame, ranking)
             picked = apply_rules(scored, self.side, self.data, hist, filters, k)
             out.extend(self._to_recommendations(picked, hist, with_reasons, scored))
         return out
@@ -244,13 +256,15 @@ class Recommender:
         recent: Sequence[str] = (),
         *,
         with_reasons: bool = True,
+        ranking: str = "hybrid",
     ) -> tuple[list[Recommendation], str]:
         """Top-``k`` for one user (or an anonymous session) with ``recent`` item ids since training;
-        returns the list and its basis (see ``user_history``)."""
+        returns the list and its basis (see ``user_history``). ``ranking`` as in ``score_frame``."""
         _check_k(k)
         hist, row, basis = self.user_history(user_id, recent)
         users = np.array([row]) if row >= 0 else None
-        return self.recommend_rows([hist], users, k, filters, with_reasons=with_reasons)[0], basis
+        lists = self.recommend_rows([hist], users, k, filters, with_reasons=with_reasons, ranking=ranking)
+        return lists[0], basis
 
     def rank(
         self, user_id: str | None, candidate_ids: Sequence[str], recent: Sequence[str] = ()

@@ -13,20 +13,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Literal
 
+import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from recsys.errors import ArtifactError
+from recsys.ab.experiments import Experiments, load_experiments
+from recsys.errors import ArtifactError, ConfigError
+from serving.ablog import ExperimentLog
 from serving.deps import Service, ServiceDep
 from serving.middleware import Metrics, ServiceMiddleware
 from serving.model import ModelHolder
 from serving.routes import router
 from serving.schemas import Health, Problem, Ready, RecommendationsRequest
 from serving.settings import Settings, get_settings
-from serving.store import StoreUnavailable, open_store
+from serving.store import MemoryStore, RedisStore, StoreUnavailable, open_store
 
 log = logging.getLogger("serving")
 
@@ -67,6 +70,27 @@ def _configure_threads(n: int) -> None:
     threadpool_limits(n)
 
 
+async def _variant_holders(
+    experiments: Experiments, store: MemoryStore | RedisStore, threads: int, limiter: anyio.CapacityLimiter
+) -> dict[str, ModelHolder]:
+    """A holder per other artifact the variants name, sharing the main model's thread limit."""
+    holders: dict[str, ModelHolder] = {}
+    for e in experiments:
+        for v in e.variants:
+            if v.model_dir is None or str(v.model_dir) in holders:
+                continue
+            h = ModelHolder(store, threads)
+            h.limiter = limiter
+            state = await h.load(v.model_dir)
+            if v.ranking != "hybrid" and v.ranking not in state.recommender.scorers:
+                raise ConfigError(
+                    f"experiment {e.name!r} variant {v.name!r}: ranking {v.ranking!r} is not a scorer "
+                    f"of {v.model_dir}"
+                )
+            holders[str(v.model_dir)] = h
+    return holders
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     metrics = Metrics()
@@ -86,10 +110,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reconnect_max_s=settings.reconnect_max_s,
         )
         holder = ModelHolder(store, settings.model_threads)
-        app.state.service = Service(settings, holder, store, metrics)
         if settings.model_dir is None:
             raise ArtifactError("no model to serve: set RECSYS_MODEL_DIR or pass --model-dir")
+        experiments = load_experiments(settings.experiments_file) if settings.experiments_file else None
         await holder.load(settings.model_dir)
+        variant_holders: dict[str, ModelHolder] = {}
+        ablog = None
+        if experiments is not None:
+            assert holder.current is not None
+            experiments.check_rankings(holder.current.recommender.scorers, str(settings.model_dir))
+            variant_holders = await _variant_holders(
+                experiments, store, settings.model_threads, holder.limiter
+            )
+            ablog = ExperimentLog(
+                redis_client=store.client if isinstance(store, RedisStore) else None,
+                prefix=settings.key_prefix,
+                log_dir=settings.ab_log_dir,
+                max_buffer=settings.ab_buffer_records,
+                timeout_s=settings.redis_timeout_s,
+                registry=metrics.registry,
+            )
+            log.info(
+                "experiments %s from %s; records to %s",
+                [e.name for e in experiments],
+                settings.experiments_file,
+                ablog.backend,
+            )
+        app.state.service = Service(settings, holder, store, metrics, experiments, ablog, variant_holders)
         if not await store.check():
             log.warning("redis at %s unreachable at start: serving degraded", settings.redis_url)
         loop = asyncio.get_running_loop()
@@ -115,17 +162,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             while True:
                 await asyncio.sleep(settings.catalogue_poll_s)
                 try:
-                    await holder.sync()
+                    for h in (holder, *variant_holders.values()):
+                        await h.sync()
                 except StoreUnavailable:
                     pass  # degraded: retried at the next poll
                 except Exception:
                     log.exception("applying catalogue changes failed")
 
         follower = loop.create_task(follow_catalogue())
+        writer = loop.create_task(ablog.run(settings.ab_flush_s)) if ablog is not None else None
         try:
             yield
         finally:
             follower.cancel()
+            if writer is not None:
+                writer.cancel()
+                await ablog.close()  # type: ignore[union-attr]
             with suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
             await store.close()

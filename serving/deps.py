@@ -7,11 +7,13 @@ path, where it is a visible share of the time.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 
+from recsys.ab.experiments import Experiments
+from serving.ablog import ExperimentLog
 from serving.middleware import Metrics
 from serving.model import ModelHolder, ModelState
 from serving.settings import Settings
@@ -24,6 +26,10 @@ class Service:
     holder: ModelHolder
     store: MemoryStore | RedisStore
     metrics: Metrics
+    experiments: Experiments | None = None
+    ablog: ExperimentLog | None = None
+    # Variants that serve another artifact: its folder (as written in the experiments file) → holder.
+    variant_holders: dict[str, ModelHolder] = field(default_factory=dict)
 
     @property
     def model(self) -> ModelState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from datetime import timezone
@@ -11,12 +12,14 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from recsys.ab.experiments import Experiment, Variant
+from recsys.ab.log import exposure, outcome
 from recsys.cache_keys import list_payload, params_field
 from recsys.errors import ArtifactError, RecsysError
 from recsys.live import is_available, similar_items
 from recsys.rank.rules import Filters
 from recsys.recommender import Recommendation
-from serving.deps import ApiKey, ServiceDep, request_id, service
+from serving.deps import ApiKey, Service, ServiceDep, request_id, service
 from serving.schemas import (
     EventIn,
     EventsRequest,
@@ -83,8 +86,8 @@ def _event_time(event: EventIn) -> float:
     return event.timestamp.replace(tzinfo=event.timestamp.tzinfo or timezone.utc).timestamp()
 
 
-def _respond(request_id: str, cached: bool, payload: bytes) -> Response:
-    head = f'{{"request_id":"{request_id}","cached":{"true" if cached else "false"},'.encode()
+def _respond(request_id: str, cached: bool, payload: bytes, extra: str = "") -> Response:
+    head = f'{{"request_id":"{request_id}","cached":{"true" if cached else "false"},{extra}'.encode()
     return Response(head + payload[1:], media_type=JSON)
 
 
@@ -108,14 +111,29 @@ async def parse_body(request: Request, model: type[RecommendationsRequest]) -> R
 
 @router.post("/recommendations", response_model=RecommendationsResponse, openapi_extra=RECOMMENDATIONS_BODY)
 async def recommendations(request: Request) -> Response:
-    """Top-``k`` items for a user, with scores and reasons; cached per user and parameters."""
+    """Top-``k`` items for a user, with scores and reasons; cached per user and parameters. A user
+    enrolled in an A/B experiment gets their variant's list, named in the response and logged."""
+    t_start = time.perf_counter()
     body = await parse_body(request, RecommendationsRequest)
     svc = service(request)  # not a dependency: on the cache-hit path each one costs a visible share
     settings, store, holder, metrics = svc.settings, svc.store, svc.holder, svc.metrics
-    model, rid = svc.model, request_id(request)
+    rid = request_id(request)
     if body.k > settings.max_k:
         raise RequestValidationError([too_long(("k",), body.k, settings.max_k, "items")])
+    assigned = svc.experiments.assign(body.user_id) if svc.experiments is not None else None
+    variant = assigned[1] if assigned else None
+    if variant is not None and variant.model_dir is not None:
+        holder = svc.variant_holders[str(variant.model_dir)]
+    model = holder.current
+    if model is None:
+        raise HTTPException(503, "the model is still loading")
     f = body.filters
+    if (
+        variant is not None
+        and variant.max_per_category is not None
+        and (f is None or f.max_per_category is None)
+    ):
+        f = (f or FiltersIn()).model_copy(update={"max_per_category": variant.max_per_category})
     if f is None and not body.context:  # the plain request (and what batch scoring precomputes)
         filters_dict: dict[str, Any] = {}
         field = f"k={body.k}"
@@ -132,25 +150,79 @@ async def recommendations(request: Request) -> Response:
         filters_dict = f.model_dump()
         shown = {k: v for k, v in filters_dict.items() if k != "exclude_seen"}
         field = params_field(body.k, shown, body.context) + ("" if f.exclude_seen else ":seen")
+    head = ""
+    if assigned is not None:
+        experiment, variant = assigned
+        field += f"|{experiment.name}={variant.name}"
+        head = f'"experiment":"{experiment.name}","variant":"{variant.name}",'
     version = model.version
     cached = await store.get_list(version, body.user_id, field)
     if cached is not None:
         metrics.cache_hit.inc()
-        return _respond(rid, True, cached)
+        _expose(svc, assigned, body.user_id, rid, cached, version, True, t_start)
+        return _respond(rid, True, cached, head)
     metrics.cache_miss.inc()
     recent = [*await store.recent(body.user_id), *body.context]
     rec = model.recommender
     filters = Filters(**filters_dict)
+    ranking = variant.ranking if variant is not None else "hybrid"
     t0 = time.perf_counter()
-    recs, basis = await holder.run(
-        lambda: rec.recommend_user(
-            body.user_id, body.k, filters, recent=recent, with_reasons=settings.with_reasons
+    try:
+        recs, basis = await holder.run(
+            lambda: rec.recommend_user(
+                body.user_id,
+                body.k,
+                filters,
+                recent=recent,
+                with_reasons=settings.with_reasons,
+                ranking=ranking,
+            )
         )
-    )
+    except Exception:
+        _expose(svc, assigned, body.user_id, rid, None, version, False, t_start)
+        raise
     metrics.model_seconds.labels("recommendations").observe(time.perf_counter() - t0)
     payload = list_payload(recs, version, basis)
     await store.put_list(version, body.user_id, field, payload)
-    return _respond(rid, False, payload)
+    _expose(svc, assigned, body.user_id, rid, payload, version, False, t_start, recs, basis)
+    return _respond(rid, False, payload, head)
+
+
+def _expose(
+    svc: Service,
+    assigned: tuple[Experiment, Variant] | None,
+    user_id: str,
+    rid: str,
+    payload: bytes | None,
+    version: str,
+    cached: bool,
+    t_start: float,
+    recs: list[Recommendation] | None = None,
+    basis: str | None = None,
+) -> None:
+    """One exposure record per list served in an experiment (``payload`` None: the request failed)."""
+    if assigned is None or svc.ablog is None:
+        return
+    if payload is not None and recs is None:  # a cached list: its ids and basis from the payload
+        body = json.loads(payload)
+        items, basis = [i["item_id"] for i in body["items"]], body["basis"]
+    else:
+        items = [r.item_id for r in recs or []]
+    svc.ablog.add(
+        "exposures",
+        exposure(
+            assigned[0].name,
+            assigned[1].name,
+            user_id,
+            rid,
+            items,
+            model_version=version,
+            basis=basis or "",
+            cached=cached,
+            latency_ms=(time.perf_counter() - t_start) * 1000,
+            event="exposure" if payload is not None else "error",
+        ),
+    )
 
 
 @router.post("/rank", response_model=RankResponse)
@@ -244,6 +316,13 @@ async def events(body: EventsRequest, svc: ServiceDep) -> EventsResponse:
     for event in sorted(body.events, key=_event_time):
         by_user.setdefault(event.user_id, []).append(event.item_id)
     await store.add_recent(model.version, by_user)
+    if svc.ablog is not None:
+        for e in body.events:
+            ts = _event_time(e) if e.timestamp is not None else None
+            svc.ablog.add(
+                "outcomes",
+                outcome(e.user_id, e.item_id, e.type, revenue=e.revenue, request_id=e.request_id, ts=ts),
+            )
     ids = list(dict.fromkeys(e.item_id for e in body.events))
     rows = model.recommender.data.items.index(ids)
     return EventsResponse(

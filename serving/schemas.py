@@ -49,6 +49,8 @@ class ScoredItem(BaseModel):
 class RecommendationsResponse(BaseModel):
     request_id: str
     cached: bool = Field(description="served from the cache (or a batch job's precomputed list)")
+    experiment: str | None = Field(default=None, description="the A/B experiment that served this user")
+    variant: str | None = Field(default=None, description="the user's variant in that experiment")
     model_version: str
     basis: Literal["history", "history+recent", "session", "popular"] = Field(
         description="history: the trained user; history+recent: with events since training; "
@@ -111,6 +113,9 @@ class EventIn(Strict):
     item_id: Id
     type: Literal["view", "click", "cart", "purchase"]
     request_id: str | None = Field(default=None, max_length=256, description="the response it follows")
+    revenue: float | None = Field(
+        default=None, ge=0, le=1e9, allow_inf_nan=False, description="a purchase's value (A/B revenue)"
+    )
     timestamp: datetime | None = None
 
 

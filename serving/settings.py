@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     catalogue_poll_s: float = Field(
         default=1.0, gt=0, description="how often workers apply others' item changes"
     )
+    experiments_file: Path | None = Field(
+        default=None, description="TOML file of A/B experiments (see recsys.ab.experiments); unset: none"
+    )
+    ab_log_dir: Path = Field(
+        default=Path("ab-log"), description="experiment records go here (JSON lines) when no Redis is set"
+    )
+    ab_flush_s: float = Field(default=0.2, gt=0, description="how often experiment records are written")
+    ab_buffer_records: int = Field(
+        default=200_000, ge=1, description="records kept while the log is unreachable (then the oldest go)"
+    )
     redis_timeout_s: float = Field(default=0.1, gt=0, description="socket timeout of one Redis call")
     reconnect_min_s: float = Field(default=0.5, gt=0, description="first wait before retrying a lost Redis")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="longest wait between Redis retries")

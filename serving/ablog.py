@@ -1,0 +1,121 @@
+"""Exposure and outcome records, written off the request path.
+
+Requests only append to an in-process buffer; a background task writes the buffer every
+``ab_flush_s`` seconds, in one pipeline, to the Redis streams (or to this worker's append-only
+files without Redis). While Redis is unreachable the records stay buffered and are written when it
+is back, in order; past ``ab_buffer_records`` the oldest are dropped and counted
+(``recsys_ab_records_dropped_total``), so an outage can cost records but never memory or latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import anyio
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from recsys.ab.log import FIELD, STREAMS, FileLog, encode, stream_key
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout
+else:  # pragma: no cover
+    from async_timeout import timeout
+
+log = logging.getLogger(__name__)
+BATCH = 2000
+
+
+class ExperimentLog:
+    def __init__(
+        self,
+        *,
+        redis_client: Any | None,
+        prefix: str,
+        log_dir: Path,
+        max_buffer: int,
+        timeout_s: float,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.client, self.prefix, self.timeout_s = redis_client, prefix, timeout_s
+        self.files = None if redis_client is not None else FileLog(log_dir)
+        self.buffer: deque[tuple[str, dict[str, Any]]] = deque()
+        self.max_buffer = max_buffer
+        self.written = Counter(
+            "recsys_ab_records_total", "experiment records written", ["stream"], registry=registry
+        )
+        self.dropped = Counter(
+            "recsys_ab_records_dropped_total",
+            "experiment records dropped because the buffer was full (a long Redis outage)",
+            registry=registry,
+        )
+        self.buffered = Gauge(
+            "recsys_ab_records_buffered", "records waiting to be written", registry=registry
+        )
+        self._lock = asyncio.Lock()
+
+    @property
+    def backend(self) -> str:
+        return "file" if self.files is not None else "redis"
+
+    def add(self, stream: str, record: dict[str, Any]) -> None:
+        self.buffer.append((stream, record))
+        while len(self.buffer) > self.max_buffer:
+            self.buffer.popleft()
+            self.dropped.inc()
+
+    async def flush(self) -> bool:
+        """Write what is buffered; False when the backend failed (the records stay buffered)."""
+        async with self._lock:
+            while self.buffer:
+                batch = [self.buffer.popleft() for _ in range(min(BATCH, len(self.buffer)))]
+                try:
+                    await self._write(batch)
+                except Exception as exc:
+                    self.buffer.extendleft(reversed(batch))
+                    log.warning("experiment log write failed (%s); %d records kept", exc, len(self.buffer))
+                    self.buffered.set(len(self.buffer))
+                    return False
+                for stream in STREAMS:
+                    n = sum(1 for s, _ in batch if s == stream)
+                    if n:
+                        self.written.labels(stream).inc(n)
+            self.buffered.set(0)
+            return True
+
+    async def _write(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        if self.files is not None:
+            files = self.files
+            by_stream: dict[str, list[dict[str, Any]]] = {}
+            for stream, record in batch:
+                by_stream.setdefault(stream, []).append(record)
+
+            def write() -> None:
+                for s, records in by_stream.items():
+                    files.append(s, records)
+
+            await anyio.to_thread.run_sync(write)
+            return
+        assert self.client is not None
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream, record in batch:
+                pipe.xadd(stream_key(self.prefix, stream), {FIELD: encode(record)})
+            async with timeout(self.timeout_s * 10):
+                await pipe.execute()
+
+    async def run(self, every_s: float) -> None:
+        """The background writer: flush every ``every_s``, backing off while the backend fails."""
+        wait = every_s
+        while True:
+            await asyncio.sleep(wait)
+            ok = await self.flush()
+            wait = every_s if ok else min(wait * 2, 30.0)
+
+    async def close(self) -> None:
+        await self.flush()
+        if self.files is not None:
+            self.files.close()
