@@ -78,7 +78,7 @@ def forest_plot(report: dict[str, Any]) -> str:
                 )
     if not rows:
         return "<p class='note'>No lift to plot.</p>"
-    width, left, right, row_h, top = 900, 330, 40, 30, 30
+    width, left, right, row_h, top = 940, 380, 40, 30, 30
     height = top + row_h * len(rows) + 40
     lo = min(min(r[2] for r in rows), 0.0)
     hi = max(max(r[3] for r in rows), 0.0)

@@ -143,9 +143,9 @@ def analyse(
             "lift": {},
         }
         adjusted = None
-        if table.has_pre and metric in COVARIATE:
-            y, x = users[VALUE_COLUMN[metric]].to_numpy(), users[COVARIATE[metric]].to_numpy()
-            adj, theta, reduction = cuped(y, x)
+        covariate = users[COVARIATE[metric]].to_numpy() if metric in COVARIATE else None
+        if table.has_pre and covariate is not None and covariate.var() > 0:  # a constant explains nothing
+            adj, theta, reduction = cuped(users[VALUE_COLUMN[metric]].to_numpy(), covariate)
             adjusted = _summaries(users.with_columns(_adj=pl.Series(adj)), metric, column="_adj")
             entry["cuped"] = {"theta": theta, "variance_reduction": reduction}
         for n in names:

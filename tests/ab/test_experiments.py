@@ -66,8 +66,20 @@ start = 2026-11-29T10:00:00Z
         ({"experiments": [_exp(colour="red")]}, "unknown key"),
         ({"experiments": [_exp(weights=(-0.5, 1.5))]}, "weight must be positive"),
         ({"experiment": []}, "unknown top-level"),
-        ({"experiments": [{**_exp(), "variants": [{"name": "a", "weight": 0.5, "model_dir": "/nope"},
-                                                  {"name": "b", "weight": 0.5}]}]}, "not an artifact"),
+        (
+            {
+                "experiments": [
+                    {
+                        **_exp(),
+                        "variants": [
+                            {"name": "a", "weight": 0.5, "model_dir": "/nope"},
+                            {"name": "b", "weight": 0.5},
+                        ],
+                    }
+                ]
+            },
+            "not an artifact",
+        ),
     ],
 )
 def test_invalid_files_are_refused_with_the_place(raw, message):
@@ -87,7 +99,7 @@ def test_a_ranking_that_names_no_scorer_is_refused():
 def test_invalid_toml_names_the_file(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[[experiments]\nname = ")
-    with pytest.raises(ConfigError, match="bad.toml"):
+    with pytest.raises(ConfigError, match=r"bad\.toml"):
         load_experiments(path)
 
 
