@@ -72,17 +72,19 @@ def _erfinv(y: float) -> float:
 
 
 def held_out(dataset: Dataset, users: int = 0, seed: int = 0) -> pl.DataFrame:
-    """user_id, history (item ids, oldest first) and next_item of the test split's users; a seeded
-    sample of ``users`` of them (0: all), in a seeded random order."""
+    """user_id, history (item ids, oldest first) and next_items (the test split's held-out events:
+    the last one per user, or every event of a temporal split's test window) of the test split's
+    users; a seeded sample of ``users`` of them (0: all), in a seeded random order."""
     split = make_split(dataset, "test")
     hist = (
         split.train.sort("user_id", "seq")
         .group_by("user_id", maintain_order=True)
         .agg(pl.col("item_id").alias("history"))
     )
-    frame = split.targets.select("user_id", pl.col("item_id").alias("next_item")).join(
-        hist, on="user_id", how="left"
+    nexts = split.targets.group_by("user_id", maintain_order=True).agg(
+        pl.col("item_id").unique().alias("next_items")
     )
+    frame = nexts.sort("user_id").join(hist, on="user_id", how="left")
     frame = frame.with_columns(pl.col("history").fill_null([]))
     order = np.random.default_rng(seed).permutation(frame.height)
     frame = frame[order]
@@ -100,13 +102,13 @@ def pre_period_records(users: pl.DataFrame, before: float) -> list[dict[str, Any
 
 
 def clicks_for(
-    items: list[str], target: str, cfg: SimulationConfig, rng: np.random.Generator
+    items: list[str], targets: set[str], cfg: SimulationConfig, rng: np.random.Generator
 ) -> list[tuple[str, str, float | None]]:
-    """(item, type, revenue) events a user with real next item ``target`` makes on ``items``."""
+    """(item, type, revenue) events a user whose real next items are ``targets`` makes on ``items``."""
     events: list[tuple[str, str, float | None]] = []
     for p, item in enumerate(items):
         examined = rng.random() < 1.0 / (p + 1) ** cfg.examine_decay
-        relevant = item == target
+        relevant = item in targets
         if not examined or rng.random() >= (1.0 if relevant else cfg.noise_click):
             continue
         events.append((item, "click", None))
@@ -136,7 +138,7 @@ async def simulate(users: pl.DataFrame, cfg: SimulationConfig, progress: bool = 
         row = stats.setdefault(variant, {"users": 0, "hits": 0, "clicks": 0, "purchases": 0, "revenue": 0.0})
         row[key] += by
 
-    async def one(client: httpx.AsyncClient, user_id: str, target: str) -> None:
+    async def one(client: httpx.AsyncClient, user_id: str, targets: set[str]) -> None:
         async with sem:
             t0 = time.perf_counter()
             try:
@@ -154,8 +156,8 @@ async def simulate(users: pl.DataFrame, cfg: SimulationConfig, progress: bool = 
             variant = body.get("variant") or "(no experiment)"
             items = [i["item_id"] for i in body["items"]]
             count(variant, "users")
-            count(variant, "hits", float(target in items))
-            events = clicks_for(items, target, cfg, _user_rng(cfg.seed, user_id))
+            count(variant, "hits", float(any(i in targets for i in items)))
+            events = clicks_for(items, targets, cfg, _user_rng(cfg.seed, user_id))
             if events:
                 payload = {
                     "events": [
@@ -181,7 +183,7 @@ async def simulate(users: pl.DataFrame, cfg: SimulationConfig, progress: bool = 
         if ready.status_code != 200:
             raise ConfigError(f"{cfg.api}/readyz answered {ready.status_code}: is the service up?")
         await asyncio.gather(
-            *(one(client, u, t) for u, t in users.select("user_id", "next_item").iter_rows())
+            *(one(client, u, set(t)) for u, t in users.select("user_id", "next_items").iter_rows())
         )
     bar.close()
     elapsed = time.perf_counter() - t0
