@@ -54,6 +54,9 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+        # FastAPI's own body decoding: the same 422 as every other invalid request body.
+        return _problem(request, 422, "invalid request", [{"field": "body", "reason": "not valid JSON"}])
     return _problem(request, exc.status_code, str(exc.detail))
 
 
