@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from recsys.atomic import exchange
 from recsys.data.train_data import TrainData
 from recsys.errors import ArtifactError
 from recsys.rank.ranker import Ranker
@@ -97,10 +98,12 @@ def save_recommender(rec: Recommender, folder: str | Path, *, report: dict[str, 
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            # One atomic swap: a process killed at any point leaves a complete artifact at ``target``.
+            if not exchange(tmp, target):  # no renameat2: two renames, undone by ``_recover``
+                old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
     finally:
@@ -113,8 +116,20 @@ def artifact_version(folder: str | Path) -> str:
     return hashlib.sha256((Path(folder) / MANIFEST).read_bytes()).hexdigest()[:12]
 
 
+def _recover(folder: Path) -> None:
+    """Where a save without an atomic swap was killed between its two renames, put the previous
+    artifact back."""
+    if folder.exists():
+        return
+    for old in sorted(folder.parent.glob(f".{folder.name}.old-*")):
+        if (old / MANIFEST).is_file():
+            os.replace(old, folder)
+            return
+
+
 def read_manifest(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
+    _recover(folder)
     path = folder / MANIFEST
     if not path.exists():
         raise ArtifactError(
