@@ -80,14 +80,24 @@ def main() -> int:
         "RECSYS_CACHE_TTL_S": "3600",
     }
     cmd = [
-        str(ROOT / ".venv" / "bin" / "recsys"), "serve", "--model-dir", str(args.model_dir),
-        "--redis-url", args.redis_url, "--experiments", str(args.experiments), "--port", str(port),
+        str(ROOT / ".venv" / "bin" / "recsys"),
+        "serve",
+        "--model-dir",
+        str(args.model_dir),
+        "--redis-url",
+        args.redis_url,
+        "--experiments",
+        str(args.experiments),
+        "--port",
+        str(port),
     ]
     service = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz", service)
         RedisLog(client, prefix).append("outcomes", pre_period_records(users, before=time.time()))
-        sim = asyncio.run(simulate(users, SimulationConfig(**{**cfg.__dict__, "api": f"http://127.0.0.1:{port}"})))
+        sim = asyncio.run(
+            simulate(users, SimulationConfig(**{**cfg.__dict__, "api": f"http://127.0.0.1:{port}"}))
+        )
         time.sleep(1.0)  # the service writes its buffered records every 0.2 s
     finally:
         service.terminate()
@@ -107,9 +117,19 @@ def main() -> int:
     browser = shutil.which("chromium")
     if browser:
         subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             "--window-size=1100,2700", f"--screenshot={args.screenshot}", html.as_uri()],
-            capture_output=True, timeout=120, check=True,
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--window-size=1100,2700",
+                f"--screenshot={args.screenshot}",
+                html.as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=True,
         )
     result = {
         "machine": machine(),

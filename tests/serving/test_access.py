@@ -75,7 +75,7 @@ def test_the_service_runs_as_an_unprivileged_user(hybrid_artifact):
     top = tempfile.mkdtemp(prefix="recsys-nobody-")  # pytest's own folders are root-only
     folder = os.path.join(top, "model")
     shutil.copytree(hybrid_artifact, folder)
-    for root, dirs, files in os.walk(top):
+    for root, _, files in os.walk(top):
         os.chmod(root, 0o755)
         for name in files:
             os.chmod(os.path.join(root, name), 0o644)

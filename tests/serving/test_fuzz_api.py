@@ -72,6 +72,7 @@ def test_at_least_a_thousand_cases_over_every_operation():
     assert operations <= set(CASES)  # (schemathesis also sends methods the spec lacks: 405 expected)
     in_spec = sum(n for op, n in CASES.items() if op in operations)
     print(
-        f"fuzzed {sum(CASES.values())} requests, {in_spec} on the spec's {len(operations)} operations: {dict(CASES)}"
+        f"fuzzed {sum(CASES.values())} requests, {in_spec} on the spec's {len(operations)} operations: "
+        f"{dict(CASES)}"
     )
     assert in_spec >= 1000, CASES
