@@ -39,11 +39,15 @@ def _field(loc: Any) -> str:
 
 
 def _problem(
-    request: Request, status: int, error: str, detail: list[dict[str, Any]] | None = None
+    request: Request,
+    status: int,
+    error: str,
+    detail: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     rid = getattr(request.state, "request_id", None)
     body = Problem(error=error, detail=detail or [], request_id=rid)
-    return JSONResponse(body.model_dump(), status_code=status)
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -57,7 +61,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 400 and "parsing the body" in str(exc.detail):
         # FastAPI's own body decoding: the same 422 as every other invalid request body.
         return _problem(request, 422, "invalid request", [{"field": "body", "reason": "not valid JSON"}])
-    return _problem(request, exc.status_code, str(exc.detail))
+    return _problem(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -45,6 +45,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem} for code in (401, 403, 404, 409, 413, 422, 503)
 }
 router = APIRouter(prefix="/v1", responses=ERRORS)
+RETRY = {"Retry-After": "1"}  # a 503 while the shared store is away: it is retried with back-off
 JSON = "application/json"
 
 
@@ -289,7 +290,7 @@ async def put_item(item_id: Id, body: ItemIn, svc: ServiceDep) -> ItemOut:
     try:
         state = await holder.change({"op": "put", "item": {"item_id": item_id, **body.model_dump()}})
     except StoreUnavailable as exc:
-        raise HTTPException(503, f"catalogue changes need the shared store: {exc}; retry") from exc
+        raise HTTPException(503, f"catalogue changes need the shared store: {exc}; retry", RETRY) from exc
     return ItemOut(item_id=item_id, status="updated" if known else "created", model_version=state.version)
 
 
@@ -302,7 +303,7 @@ async def delete_item(item_id: Id, svc: ServiceDep) -> ItemOut:
     try:
         state = await holder.change({"op": "withdraw", "item_id": item_id})
     except StoreUnavailable as exc:
-        raise HTTPException(503, f"catalogue changes need the shared store: {exc}; retry") from exc
+        raise HTTPException(503, f"catalogue changes need the shared store: {exc}; retry", RETRY) from exc
     return ItemOut(item_id=item_id, status="withdrawn", model_version=state.version)
 
 

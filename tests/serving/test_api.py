@@ -178,6 +178,8 @@ def test_a_stopped_redis_still_gives_200s(hybrid_artifact, private_redis):
         event = {"events": [{"user_id": USER, "item_id": down["items"][0]["item_id"], "type": "click"}]}
         assert client.post("/v1/events", json=event, headers=AUTH).status_code == 200
         assert recommend(client)["basis"] == "history+recent"  # this worker's events still count
+        put = client.put("/v1/items/NEW-1", json={"title": "a drill"}, headers=AUTH)
+        assert put.status_code == 503 and put.headers["retry-after"] == "1"  # not accepted, then lost
         private_redis.start()
         deadline = time.monotonic() + 5
         while client.get("/readyz").json()["status"] != "ready":
