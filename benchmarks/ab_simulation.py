@@ -58,7 +58,12 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "ab-simulation")
     ap.add_argument("--output", type=Path, default=HERE / "results" / "ab_simulation.json")
     ap.add_argument("--screenshot", type=Path, default=HERE / "results" / "ab_report.png")
+    ap.add_argument(
+        "--report-only", action="store_true", help="report again on the drained logs of the last run"
+    )
     args = ap.parse_args()
+    if args.report_only:
+        return report_again(args)
 
     experiment = load_experiments(args.experiments).get("hybrid-vs-als")
     client = redis.Redis.from_url(args.redis_url)
@@ -114,23 +119,7 @@ def main() -> int:
     print(render_text(report))
     html = args.work / "report.html"
     write_text(html, render_html(report))
-    browser = shutil.which("chromium")
-    if browser:
-        subprocess.run(
-            [
-                browser,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--hide-scrollbars",
-                "--window-size=1100,2700",
-                f"--screenshot={args.screenshot}",
-                html.as_uri(),
-            ],
-            capture_output=True,
-            timeout=120,
-            check=True,
-        )
+    browser = screenshot(html, args.screenshot)
     result = {
         "machine": machine(),
         "command": " ".join(["benchmarks/ab_simulation.py", *sys.argv[1:]]),
@@ -147,6 +136,42 @@ def main() -> int:
     write_text(args.output, json.dumps(result, indent=2, allow_nan=False) + "\n")
     print(f"\nwrote {args.output}, {html}" + (f", {args.screenshot}" if browser else ""))
     return 0
+
+
+def report_again(args: argparse.Namespace) -> int:
+    """The report, JSON and screenshot again from ``--work``'s drained logs (no new traffic)."""
+    experiment = load_experiments(args.experiments).get("hybrid-vs-als")
+    logs = args.work / "logs"
+    report = analyse(experiment, read_table(logs, "exposures"), read_table(logs, "outcomes"))
+    print(render_text(report))
+    html = args.work / "report.html"
+    write_text(html, render_html(report))
+    screenshot(html, args.screenshot)
+    result = json.loads(args.output.read_text())
+    result["report"] = _finite(report)
+    write_text(args.output, json.dumps(result, indent=2, allow_nan=False) + "\n")
+    return 0
+
+
+def screenshot(html: Path, png: Path) -> bool:
+    browser = shutil.which("chromium")
+    if browser:
+        subprocess.run(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--window-size=1100,2700",
+                f"--screenshot={png}",
+                html.as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+    return browser is not None
 
 
 if __name__ == "__main__":

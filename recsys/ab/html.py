@@ -176,11 +176,14 @@ def timeline_plot(report: dict[str, Any]) -> str:
         )
     parts.append(f"<line x1='{left}' x2='{width - right}' y1='{y(0):.1f}' y2='{y(0):.1f}' stroke='#333'/>")
     start = min(ts)
-    for t in x.ticks(6):
-        if t < start:
+    total = max(ts) - start
+    unit, per = ("s", 1.0) if total < 600 else (("min", 60.0) if total < 3 * 3600 else ("h", 3600.0))
+    elapsed = _Scale(0.0, total / per, left, width - right)  # ticks at round elapsed times
+    for e in elapsed.ticks(6):
+        t = start + e * per
+        if e < 0 or t > max(ts):
             continue
-        minutes = (t - start) / 60
-        label = f"{minutes:.0f} min" if max(ts) - start < 3 * 3600 else f"{minutes / 60:.0f} h"
+        label = f"{e:g} {unit}"
         parts.append(
             f"<text x='{x(t):.1f}' y='{height - bottom + 18}' font-size='12' "
             f"text-anchor='middle'>{label}</text>"
