@@ -141,3 +141,38 @@ def test_redis_streams_carry_the_logs_to_a_report(hybrid_artifact, redis_url, tm
         assert report["metrics"]["ctr"]["values"]["hybrid"]["mean"] == pytest.approx(1.0)
     finally:
         r.delete(*(stream_key(settings.key_prefix, s) for s in ("exposures", "outcomes")))
+
+
+def test_a_variant_can_serve_another_artifact(hybrid_artifact, tmp_path):
+    import shutil
+
+    other = tmp_path / "other-model"
+    shutil.copytree(hybrid_artifact, other)
+    (tmp_path / "exp.toml").write_text(
+        """
+[[experiments]]
+name = "two-artifacts"
+salt = "two-artifacts-salt"
+  [[experiments.variants]]
+  name = "current"
+  weight = 0.5
+  [[experiments.variants]]
+  name = "candidate"
+  weight = 0.5
+  model_dir = "other-model"
+  ranking = "als"
+"""
+    )
+    experiment = load_experiments(tmp_path / "exp.toml").get("two-artifacts")
+    rec = load_recommender(other)
+    settings = make_settings(
+        hybrid_artifact, None, experiments_file=tmp_path / "exp.toml", ab_log_dir=tmp_path / "log"
+    )
+    with client_for(settings) as client:
+        for user in USERS[:12]:
+            body = client.post("/v1/recommendations", json={"user_id": user, "k": 5}).json()
+            variant = experiment.assign(user)
+            assert body["variant"] == variant.name
+            if variant.name == "candidate":  # the other folder's ALS ranking
+                want, _ = rec.recommend_user(user, 5, ranking="als")
+                assert [i["item_id"] for i in body["items"]] == [r.item_id for r in want]
