@@ -297,12 +297,19 @@ def faults(args: argparse.Namespace) -> dict:
     server.stop()
     df = traffic.frame()
     reads = df.filter(pl.col("op").is_in(READS))
+    stops = [f["t"] for f in injected if f["redis"] == "stop"]
+    starts = [f["t"] for f in injected if f["redis"] == "start"]
+    outages = [
+        {"from_s": a, "to_s": b, "by_op": summary_by_op(df.filter((pl.col("t") >= a) & (pl.col("t") < b)))}
+        for a, b in zip(stops, starts, strict=False)
+    ]
     return {
         "machine": machine(),
         "command": "benchmarks/reliability.py " + " ".join(sys.argv[1:]),
         "seconds": s,
         "connections": args.connections,
         "faults_injected": injected,
+        "during_each_outage": outages,
         "requests": df.height,
         "by_op": summary_by_op(df),
         "reads_non_2xx": int(((reads["status"] < 200) | (reads["status"] >= 300)).sum()),

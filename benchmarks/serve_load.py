@@ -136,6 +136,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="cached/ceiling alternations")
     ap.add_argument("--pool", type=int, default=1000, help="users in the cached pool")
     ap.add_argument("--model-threads", type=int, default=1, help="RECSYS_MODEL_THREADS of the service")
+    ap.add_argument(
+        "--model-concurrency",
+        type=int,
+        default=None,
+        help="RECSYS_MODEL_CONCURRENCY (default: recsys serve's own, cores / workers)",
+    )
     ap.add_argument("--skip-uncached", action="store_true", help="only the cached and ceiling runs")
     ap.add_argument("--output", type=Path, default=HERE / "results" / "serve_load.json")
     args = ap.parse_args()
@@ -160,6 +166,9 @@ def main() -> int:
         "RECSYS_REDIS_URL": args.redis_url,
         "RECSYS_MODEL_THREADS": str(args.model_threads),
     }
+    if args.model_concurrency is not None:
+        env["RECSYS_MODEL_CONCURRENCY"] = str(args.model_concurrency)
+    concurrency = args.model_concurrency or max(1, (os.cpu_count() or 1) // 1)
     ours_port, ceiling_port = free_port(), free_port()
     uvicorn_flags = ["--log-level", "warning", "--no-access-log", "--workers", "1"]
     ours = subprocess.Popen(
@@ -263,6 +272,7 @@ def main() -> int:
         "setup": {
             "service": "recsys serve, 1 uvicorn worker (uvloop, httptools), Redis cache",
             "model_threads": args.model_threads,
+            "model_concurrency": concurrency,
             "load": f"wrk -t1 -c{args.connections} -d{args.duration}s (1 connection for the latency run)",
             "artifact": str(args.model_dir),
         },

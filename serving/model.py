@@ -5,8 +5,10 @@ a catalogue change never shows a request half of one state. Writers (reload, new
 next state off the event loop, under one lock, and swap the reference when it is complete; a model
 that fails to load or to answer a smoke request is refused and the old one keeps serving.
 
-Model calls run in worker threads, at most ``model_threads`` at once (torch and BLAS use as many
-threads each), so cache hits keep being answered on the event loop while a list is computed.
+Model calls run in worker threads, at most ``model_concurrency`` at once, each with
+``model_threads`` torch, BLAS and LightGBM threads, so cache hits keep being answered on the event
+loop while lists are computed. Most of a model call runs outside the GIL (numpy, torch, LightGBM,
+polars), so two concurrent calls use two cores.
 """
 
 from __future__ import annotations
@@ -73,11 +75,11 @@ class ModelHolder:
     artifact was trained.
     """
 
-    def __init__(self, store: Store, model_threads: int = 1) -> None:
+    def __init__(self, store: Store, model_threads: int = 1, model_concurrency: int = 1) -> None:
         self.store = store
         self.current: ModelState | None = None
         self._write = asyncio.Lock()
-        self.limiter = anyio.CapacityLimiter(model_threads)
+        self.limiter = anyio.CapacityLimiter(model_concurrency)
         self.model_threads = model_threads
 
     async def run(self, fn: Callable[[], T]) -> T:

@@ -36,7 +36,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     with_reasons: bool = Field(default=True, description="explain each recommended item")
     model_threads: int = Field(
-        default=1, ge=1, description="torch threads and concurrent model calls per worker"
+        default=1, ge=1, description="torch, BLAS and LightGBM threads of one model call"
+    )
+    model_concurrency: int = Field(
+        default=1,
+        ge=1,
+        description="model calls computed at once per worker (`recsys serve` sets cores / workers)",
     )
     catalogue_poll_s: float = Field(
         default=1.0, gt=0, description="how often workers apply others' item changes"
