@@ -260,11 +260,37 @@ class Recommender:
     ) -> tuple[list[Recommendation], str]:
         """Top-``k`` for one user (or an anonymous session) with ``recent`` item ids since training;
         returns the list and its basis (see ``user_history``). ``ranking`` as in ``score_frame``."""
+        return self.recommend_users(
+            [(user_id, recent)], k, filters, with_reasons=with_reasons, ranking=ranking
+        )[0]
+
+    def recommend_users(
+        self,
+        requests: Sequence[tuple[str | None, Sequence[str]]],
+        k: int = 10,
+        filters: Filters | None = None,
+        *,
+        with_reasons: bool = True,
+        ranking: str = "hybrid",
+    ) -> list[tuple[list[Recommendation], str]]:
+        """``recommend_user`` for several (user id, recent item ids) at once, in one pass per kind of
+        user (trained users as fitted; folded-in histories): what the service does with requests
+        that arrive together. Each answer is the one ``recommend_user`` gives alone, up to the float
+        rounding of the scorers' matrix products (about 1e-6), which can swap near-ties."""
         _check_k(k)
-        hist, row, basis = self.user_history(user_id, recent)
-        users = np.array([row]) if row >= 0 else None
-        lists = self.recommend_rows([hist], users, k, filters, with_reasons=with_reasons, ranking=ranking)
-        return lists[0], basis
+        found = [self.user_history(user_id, recent) for user_id, recent in requests]
+        out: list[tuple[list[Recommendation], str]] = [([], basis) for _, _, basis in found]
+        for known in (True, False):
+            idx = [i for i, (_, row, _) in enumerate(found) if (row >= 0) == known]
+            if not idx:
+                continue
+            users = np.array([found[i][1] for i in idx]) if known else None
+            lists = self.recommend_rows(
+                [found[i][0] for i in idx], users, k, filters, with_reasons=with_reasons, ranking=ranking
+            )
+            for i, recs in zip(idx, lists, strict=True):
+                out[i] = (recs, found[i][2])
+        return out
 
     def rank(
         self, user_id: str | None, candidate_ids: Sequence[str], recent: Sequence[str] = ()

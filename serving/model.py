@@ -29,11 +29,21 @@ import polars as pl
 from recsys.artifacts import artifact_version, load_recommender
 from recsys.errors import ArtifactError, RecsysError
 from recsys.live import upsert_items, withdraw_items
-from recsys.recommender import Recommender
+from recsys.rank.rules import Filters
+from recsys.recommender import Recommendation, Recommender
 from serving.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+@dataclass
+class _Pending:
+    rec: Recommender
+    key: tuple[Any, ...]
+    user_id: str
+    recent: list[str]
+    future: asyncio.Future[tuple[list[Recommendation], str]]
 
 
 @dataclass(frozen=True)
@@ -81,10 +91,69 @@ class ModelHolder:
         self._write = asyncio.Lock()
         self.limiter = anyio.CapacityLimiter(model_concurrency)
         self.model_threads = model_threads
+        self.model_concurrency = model_concurrency
+        self.max_batch = 32
+        self._pending: list[_Pending] = []
+        self._draining = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, fn: Callable[[], T]) -> T:
         """``fn()`` on a model thread."""
         return await anyio.to_thread.run_sync(fn, limiter=self.limiter)
+
+    async def recommend(
+        self,
+        rec: Recommender,
+        user_id: str,
+        recent: list[str],
+        k: int,
+        filters: Filters,
+        *,
+        with_reasons: bool,
+        ranking: str,
+    ) -> tuple[list[Recommendation], str]:
+        """One user's list. Requests that wait for a model thread are computed together, one batch
+        per (recommender, k, filters, reasons, ranking): under load a thread serves several
+        users in one pass, which costs far less than one pass each."""
+        key = (id(rec), k, filters, with_reasons, ranking)
+        future: asyncio.Future[tuple[list[Recommendation], str]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(rec, key, user_id, recent, future))
+        if self._draining < self.model_concurrency:
+            self._draining += 1
+            task = asyncio.get_running_loop().create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                first = self._pending[0]
+                batch = [p for p in self._pending if p.key == first.key][: self.max_batch]
+                taken = {id(p) for p in batch}
+                self._pending = [p for p in self._pending if id(p) not in taken]
+                await self._answer(batch)
+        finally:
+            self._draining -= 1
+
+    async def _answer(self, batch: list[_Pending]) -> None:
+        _, k, filters, with_reasons, ranking = batch[0].key
+        rec, requests = batch[0].rec, [(p.user_id, p.recent) for p in batch]
+        try:
+            results = await self.run(
+                lambda: rec.recommend_users(requests, k, filters, with_reasons=with_reasons, ranking=ranking)
+            )
+        except Exception as exc:
+            if len(batch) == 1:
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(exc)
+                return
+            for p in batch:  # one bad request must not fail the others: answer each alone
+                await self._answer([p])
+            return
+        for p, result in zip(batch, results, strict=True):
+            if not p.future.done():  # (a client that went away cancels its future)
+                p.future.set_result(result)
 
     async def load(self, folder: str | Path) -> ModelState:
         async with self._write:

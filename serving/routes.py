@@ -169,15 +169,8 @@ async def recommendations(request: Request) -> Response:
     ranking = variant.ranking if variant is not None else "hybrid"
     t0 = time.perf_counter()
     try:
-        recs, basis = await holder.run(
-            lambda: rec.recommend_user(
-                body.user_id,
-                body.k,
-                filters,
-                recent=recent,
-                with_reasons=settings.with_reasons,
-                ranking=ranking,
-            )
+        recs, basis = await holder.recommend(
+            rec, body.user_id, recent, body.k, filters, with_reasons=settings.with_reasons, ranking=ranking
         )
     except Exception:
         _expose(svc, assigned, body.user_id, rid, None, version, False, t_start)
