@@ -156,7 +156,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def add_ab_parser(sub: Any) -> None:
-    from recsys.cli import _add_data_arguments
+    from recsys.cli import add_data_arguments
 
     ab = sub.add_parser(
         "ab",
@@ -218,7 +218,7 @@ def add_ab_parser(sub: Any) -> None:
         "purchase with --buy-given-click, at a simulated fixed price per item. Clicks and purchases go "
         "to /v1/events with the response's request id.",
     )
-    _add_data_arguments(si)
+    add_data_arguments(si)
     si.add_argument("--api", default="http://127.0.0.1:8000", help="the service's base URL")
     si.add_argument("--api-key", help="a key of RECSYS_API_KEYS (events need one)")
     si.add_argument("--users", type=int, default=0, help="held-out users to simulate (default 0: all)")
