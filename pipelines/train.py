@@ -5,7 +5,7 @@
    held back), so their scores know nothing of those labels.
 2. **ranker**: for each label fold, the CF scorers are fitted on the histories before its labels;
    candidates and features follow; LambdaRank learns from all folds
-   (``recsys.recommender.train_ranker``).
+   (``recsys.rank.training.train_ranker``).
 3. **models for serving**: encoder and SASRec retrained on every interaction; every scorer fitted
    on every interaction; the artifact is written atomically with the ranker.
 4. **evaluate** (optional): encoder and SASRec trained once more on the test split's training data,
@@ -30,14 +30,8 @@ from recsys.data import Dataset, Split, TrainData, all_interactions, label_split
 from recsys.errors import ConfigError
 from recsys.evaluation import evaluate
 from recsys.rank.ranker import Ranker
-from recsys.recommender import (
-    HybridScorer,
-    Recommender,
-    RecommenderConfig,
-    fit_scorers,
-    label_folds,
-    train_ranker,
-)
+from recsys.rank.training import label_folds, train_ranker
+from recsys.recommender import HybridScorer, Recommender, RecommenderConfig, fit_scorers
 from recsys.text.train_config import EncoderTrainConfig
 
 log = logging.getLogger(__name__)

@@ -84,7 +84,7 @@ def hybrid_config(embedding_cache):
 def hybrid_artifact(synthetic, hybrid_config, tmp_path_factory) -> Path:
     """The small hybrid trained on the synthetic shop and saved as an artifact (serving on every event)."""
     from recsys.artifacts import save_recommender
-    from recsys.recommender import train_recommender
+    from recsys.rank.training import train_recommender
 
     rec, report = train_recommender(synthetic, hybrid_config)
     return save_recommender(rec, tmp_path_factory.mktemp("artifact") / "model", report=report)

@@ -14,13 +14,8 @@ from recsys.errors import ArtifactError, ConfigError
 from recsys.evaluation import evaluate
 from recsys.rank.features import ItemSide
 from recsys.rank.rules import Filters
-from recsys.recommender import (
-    HybridScorer,
-    RecommenderConfig,
-    fit_scorers,
-    label_frame,
-    train_recommender,
-)
+from recsys.rank.training import label_frame, train_recommender
+from recsys.recommender import HybridScorer, RecommenderConfig, fit_scorers
 from recsys.scorers import build_scorer
 
 

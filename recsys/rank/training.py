@@ -1,0 +1,144 @@
+"""Training the ranking stage: labelled candidates from held-back events, then LambdaRank.
+
+``train_ranker`` learns the ranker from each user's last ``label_folds`` events (the scorers fitted
+on the histories before them, so their scores know nothing of the labels); ``train_recommender``
+adds the scorers refitted on the serving data and returns a ready ``Recommender``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from recsys.data.dataset import Dataset
+from recsys.data.split import Split, label_split
+from recsys.data.train_data import TrainData
+from recsys.rank.candidates import merge_candidates, score_chunk
+from recsys.rank.features import ItemSide, build_features, feature_names
+from recsys.rank.ranker import Ranker
+from recsys.recommender import Recommender, RecommenderConfig, fit_scorers
+from recsys.scorers.base import Scorer
+
+log = logging.getLogger(__name__)
+
+
+def label_frame(
+    config: RecommenderConfig, scorers: dict[str, Scorer], data: TrainData, split: Split, side: ItemSide
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Features of every target user of ``split``, ``label`` = 1 on their targets; and candidate recall.
+
+    Candidate recall is the share of targets among a source's best N items (N = 20, 50, 100, 200 and
+    the configured depth) and among the merged candidates: the ceiling of the ranker.
+    """
+    import scipy.sparse as sp
+    from tqdm.auto import tqdm
+
+    target_users, target_items = data.target_pairs(split)
+    users_all = np.unique(target_users)
+    if 0 < config.label_users < len(users_all):
+        users_all = np.sort(np.random.default_rng(0).choice(users_all, config.label_users, replace=False))
+        keep = np.isin(target_users, users_all)
+        target_users, target_items = target_users[keep], target_items[keep]
+    truth = sp.csr_matrix(
+        (np.ones(len(target_users), np.int8), (target_users, target_items)),
+        shape=(data.n_users, data.n_items),
+    )
+    truth.data[:] = 1
+    frames = []
+    depths = sorted({20, 50, 100, 200} | set(config.candidates.values()))
+    hits = {name: dict.fromkeys(depths, 0) for name in scorers}
+    for s in tqdm(range(0, len(users_all), config.chunk_size), desc="candidates+features", leave=False):
+        users = users_all[s : s + config.chunk_size]
+        chunk = score_chunk(scorers, [data.history(int(u)) for u in users], users)
+        t_rows, t_items = truth[users].nonzero()
+        for name in scorers:
+            t_rank = chunk.ranks[name][t_rows, t_items]
+            t_ok = np.isfinite(chunk.scores[name][t_rows, t_items])
+            for d in depths:
+                hits[name][d] += int(((t_rank < d) & t_ok).sum())
+        rows, cand = merge_candidates(chunk, config.candidates)
+        frame = build_features(chunk, rows, cand, side, config.candidates)
+        # merge_candidates and build_features both order pairs by (row, item).
+        label = np.asarray(truth[users[rows], cand]).ravel().astype(np.int8)
+        frames.append(frame.with_columns(user=pl.Series(users[rows]), label=pl.Series(label)))
+    full = pl.concat(frames)
+    n = len(target_users)
+    recall = {name: {f"@{d}": round(h / n, 4) for d, h in per.items()} for name, per in hits.items()}
+    stats = {
+        "users": len(users_all),
+        "targets": n,
+        "pairs": full.height,
+        "pairs_per_user": round(full.height / max(len(users_all), 1), 1),
+        "candidate_recall": {"merged": round(int(full["label"].sum()) / max(n, 1), 4), **recall},
+    }
+    return full, stats
+
+
+def label_folds(dataset: Dataset, config: RecommenderConfig) -> int:
+    """``config.label_folds``, or 1 for a temporal split (it has one validation window)."""
+    temporal = config.split_kind == "temporal" or (config.split_kind == "auto" and dataset.has_timestamps)
+    if temporal and config.label_folds > 1:
+        log.info("temporal split: the ranker learns from the validation window only (label_folds = 1)")
+        return 1
+    return config.label_folds
+
+
+def train_ranker(
+    dataset: Dataset, config: RecommenderConfig, *, progress: bool = False
+) -> tuple[Ranker, dict[str, Any]]:
+    """Learn the ranker from ``config.label_folds`` labelled events per user.
+
+    For each fold the scorers are fitted on the histories before its labels; candidates and
+    features follow; LambdaRank learns from all folds at once. Returns the ranker and a report:
+    stage times, candidate recall per fold, early-stopping figures and feature importance.
+    """
+    times: dict[str, float] = {"fit_scorers_labels": 0.0, "candidates_features": 0.0}
+    frames, stats = [], {}
+    for fold in range(label_folds(dataset, config)):
+        t0 = time.perf_counter()
+        fold_data, fold_split = label_split(dataset, fold, config.split_kind)
+        label_data = TrainData.from_split(fold_data, fold_split)
+        scorers = fit_scorers(config, label_data, progress)
+        side = ItemSide.from_scorers(label_data, scorers, config.embeddings_from)
+        times["fit_scorers_labels"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        frame, stats[f"fold {fold}"] = label_frame(config, scorers, label_data, fold_split, side)
+        # A query is one (fold, user): rows of different folds never share a LambdaRank group.
+        frames.append(frame.with_columns(pl.col("user").cast(pl.Int64) + fold * (label_data.n_users + 1)))
+        times["candidates_features"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ranker = Ranker(config.ranker_config(), feature_names(list(config.scorers), config.candidates))
+    ranker.fit(pl.concat(frames), progress=progress)
+    times["ranker"] = time.perf_counter() - t0
+    report = {
+        "validation": stats,
+        "ranker": ranker.info,
+        "importance": ranker.importance(),
+        "seconds": {k: round(v, 1) for k, v in times.items()},
+    }
+    return ranker, report
+
+
+def train_recommender(
+    dataset: Dataset,
+    config: RecommenderConfig | None = None,
+    *,
+    serve_split: Split | None = None,
+    progress: bool = False,
+) -> tuple[Recommender, dict[str, Any]]:
+    """``train_ranker``, then the scorers refitted on ``serve_split``'s training data (default:
+    every interaction) for the returned ``Recommender``. Scorers loaded from a checkpoint keep
+    their weights: ``pipelines.train`` retrains those for each purpose."""
+    from recsys.data.split import all_interactions
+
+    config = config or RecommenderConfig()
+    ranker, report = train_ranker(dataset, config, progress=progress)
+    t0 = time.perf_counter()
+    serve_data = TrainData.from_split(dataset, serve_split or all_interactions(dataset))
+    recommender = Recommender(config, serve_data, fit_scorers(config, serve_data, progress), ranker)
+    report["seconds"]["fit_scorers_serve"] = round(time.perf_counter() - t0, 1)
+    return recommender, report
