@@ -38,7 +38,6 @@ from serving.schemas import (
     SimilarItemOut,
     SimilarResponse,
 )
-from serving.settings import Settings
 from serving.store import StoreUnavailable
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -58,20 +57,14 @@ def too_long(field: tuple[str, ...], value: Sequence[object] | int, limit: int, 
     }
 
 
-def check_limits(settings: Settings, **lists: Sequence[object] | None) -> None:
-    """The operator's limits (settings), as 422s naming the field."""
-    errors = []
-    for name, value in lists.items():
-        if value is None:
-            continue
-        field = tuple(name.split("__"))
-        limit = {
-            "context": settings.max_context,
-            "item_ids": settings.max_candidates,
-            "events": settings.max_events,
-        }.get(name, settings.max_filter_ids)
-        if len(value) > limit:
-            errors.append(too_long(field, value, limit, "ids"))
+def check_limits(*checks: tuple[tuple[str, ...], Sequence[object] | None, int]) -> None:
+    """The operator's limits (settings) on list lengths, as 422s naming each field:
+    ``(field path, the list or None, the most ids allowed)``."""
+    errors = [
+        too_long(field, value, limit, "ids")
+        for field, value, limit in checks
+        if value is not None and len(value) > limit
+    ]
     if errors:
         raise RequestValidationError(errors)
 
@@ -140,13 +133,13 @@ async def recommendations(request: Request) -> Response:
         field = f"k={body.k}"
     else:
         f = f or FiltersIn()
+        ids = settings.max_filter_ids
         check_limits(
-            settings,
-            context=body.context,
-            filters__include_items=f.include_items,
-            filters__exclude_items=f.exclude_items,
-            filters__include_categories=f.include_categories,
-            filters__exclude_categories=f.exclude_categories,
+            (("context",), body.context, settings.max_context),
+            (("filters", "include_items"), f.include_items, ids),
+            (("filters", "exclude_items"), f.exclude_items, ids),
+            (("filters", "include_categories"), f.include_categories, ids),
+            (("filters", "exclude_categories"), f.exclude_categories, ids),
         )
         filters_dict = f.model_dump()
         shown = {k: v for k, v in filters_dict.items() if k != "exclude_seen"}
@@ -224,7 +217,10 @@ async def rank(body: RankRequest, request: Request, svc: ServiceDep) -> RankResp
     """Your candidate ids reordered for the user; unknown and withdrawn ids are reported, not fatal."""
     settings, store, holder, metrics = svc.settings, svc.store, svc.holder, svc.metrics
     model, rid = svc.model, request_id(request)
-    check_limits(settings, item_ids=body.item_ids, context=body.context)
+    check_limits(
+        (("item_ids",), body.item_ids, settings.max_candidates),
+        (("context",), body.context, settings.max_context),
+    )
     rec = model.recommender
     ids = list(dict.fromkeys(body.item_ids))  # first occurrence of each id
     rows = rec.data.items.index(ids)
@@ -305,7 +301,7 @@ async def events(body: EventsRequest, svc: ServiceDep) -> EventsResponse:
     """Views, clicks, carts, purchases: they join each user's recent history at once and drop the
     user's cached lists, so the next response reflects them."""
     settings, store, model = svc.settings, svc.store, svc.model
-    check_limits(settings, events=body.events)
+    check_limits((("events",), body.events, settings.max_events))
     by_user: dict[str, list[str]] = {}
     for event in sorted(body.events, key=_event_time):
         by_user.setdefault(event.user_id, []).append(event.item_id)
