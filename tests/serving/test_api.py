@@ -225,6 +225,11 @@ def test_reload_swaps_a_good_artifact_and_refuses_a_bad_one(memory_client, hybri
         ({"user_id": USER, "context": ["x"] * 101}, "body.context"),
         ({"user_id": USER, "filters": {"max_per_category": 0}}, "body.filters.max_per_category"),
         ({"user_id": USER, "filters": {"exclude_items": "I000001"}}, "body.filters.exclude_items"),
+        ({"user_id": USER, "filters": {"include_items": ["I1"] * 1001}}, "body.filters.include_items"),
+        (
+            {"user_id": USER, "filters": {"exclude_categories": ["c"] * 1001}},
+            "body.filters.exclude_categories",
+        ),
     ],
 )
 def test_bad_recommendation_requests_are_422_with_the_field(memory_client, body, field):
