@@ -6,7 +6,8 @@
 Each configuration trains the projection (`benchmarks/encoder_finetune.py`'s "projection" mode:
 stage 1 alone, all else as there) and records its best validation metrics on all 8,442 validation
 users (leave-one-out: each user's second-to-last event; the test event is never seen). Group 1 varies
-one setting at a time from the defaults; group 2 combines the ones that helped. The test split is
+one setting at a time from the defaults; group 2 combines the ones that helped; group 3 goes on
+along the best of group 2. The test split is
 scored only for the configuration chosen here (`encoder_finetune.py --set ...`). Writes
 benchmarks/results/encoder_sweep.json.
 """
@@ -46,18 +47,21 @@ GROUPS = {
         "head_epochs 24, temperature 0.07, decay 0.7": {"head_epochs": 24, "temperature": 0.07, "decay": 0.7},
         "head_epochs 40": {"head_epochs": 40},
     },
+    "3": {
+        "head_epochs 40, temperature 0.07, decay 0.7": {"head_epochs": 40, "temperature": 0.07, "decay": 0.7},
+    },
 }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data/amazon-scientific"))
-    ap.add_argument("--group", choices=["1", "2", "all"], default="all")
+    ap.add_argument("--group", choices=["1", "2", "3", "all"], default="all")
     ap.add_argument("--runs", type=Path, default=Path("runs/sweep"))
     ap.add_argument("--output", type=Path, default=HERE / "results" / "encoder_sweep.json")
     args = ap.parse_args()
     dataset = load_amazon_scientific(args.data_dir)
-    groups = ["1", "2"] if args.group == "all" else [args.group]
+    groups = list(GROUPS) if args.group == "all" else [args.group]
     report = json.loads(args.output.read_text()) if args.output.exists() else {"runs": {}}
     report["machine"] = machine()
     for group in groups:
