@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,7 @@ import anyio
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from recsys.ab.log import FIELD, STREAMS, FileLog, encode, stream_key
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout
-else:  # pragma: no cover
-    from async_timeout import timeout
+from serving.store import timeout  # asyncio's, or the backport before 3.11
 
 log = logging.getLogger(__name__)
 BATCH = 2000
