@@ -28,7 +28,7 @@ import polars as pl
 from recsys.config import make_config
 from recsys.data.train_data import TrainData
 from recsys.errors import ConfigError
-from recsys.rank.candidates import ScoredChunk, merge_candidates, score_chunk
+from recsys.rank.candidates import ScoredChunk, full_ranks, merge_candidates, score_chunk
 from recsys.rank.features import ItemSide, build_features
 from recsys.rank.ranker import Ranker, RankerConfig
 from recsys.rank.reasons import explain
@@ -357,7 +357,7 @@ class HybridScorer(Scorer):
             part = users[s : s + rec.config.chunk_size]
             chunk, frame = rec.features([self.data.history(int(u)) for u in part], part)
             first = next(iter(rec.config.candidates))
-            fallback = -1e6 - chunk.ranks[first].astype(np.float64)
+            fallback = -1e6 - full_ranks(chunk.scores[first]).astype(np.float64)
             score = rec.ranker.predict(frame)
             fallback[frame["row"].to_numpy(), frame["item"].to_numpy()] = score
             out[s : s + len(part)] = fallback

@@ -9,7 +9,8 @@ came from co-visitation). The same score matrices then feed the features, so not
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,18 +19,46 @@ from recsys.scorers.base import Scorer
 
 @dataclass(frozen=True)
 class ScoredChunk:
-    """Every scorer's view of a chunk of users (rows) over the whole catalogue (columns)."""
+    """Every scorer's view of a chunk of users (rows) over the whole catalogue (columns).
+
+    A rank is an item's place in its row, 0 = highest score, ties broken by item row (lower
+    first); history items and items a scorer cannot recommend (``-inf``) come last. Ranks are
+    computed for the pairs asked about (``rank_of``) from each row's sorted scores, not for the
+    whole catalogue: a request needs a few hundred of them per scorer, not thousands.
+    """
 
     histories: list[np.ndarray]  # item rows per user, oldest first
     scores: dict[str, np.ndarray]  # scorer name → (U, n_items) float32, history at -inf
-    ranks: dict[str, np.ndarray]  # scorer name → (U, n_items) int32, 0 = best; history and -inf last
     # Each scorer's own score of the user's history items (what ``scores`` hides), for ranking a
     # backend's list that contains them: name → (U, n_items), equal to ``scores`` elsewhere.
     raw: dict[str, np.ndarray]
+    _sorted: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def n_users(self) -> int:
         return len(self.histories)
+
+    def sorted_scores(self, name: str) -> np.ndarray:
+        """(U, n_items) each row's scores in ascending order (computed once per scorer)."""
+        if name not in self._sorted:
+            self._sorted[name] = np.sort(self.scores[name], axis=1)
+        return self._sorted[name]
+
+    def rank_of(self, name: str, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(P,) int32 rank of ``items[p]`` in row ``rows[p]``; equal to ``full_ranks`` there."""
+        return pair_ranks(self.scores[name], self.sorted_scores(name), rows, items)
+
+    def top(self, name: str, n: int) -> np.ndarray:
+        """(U, n_items) bool: the items of rank < ``n`` that the scorer can recommend (finite)."""
+        s = self.scores[name]
+        n = min(n, s.shape[1])
+        if n <= 0 or s.shape[0] == 0:
+            return np.zeros(s.shape, dtype=bool)
+        threshold = self.sorted_scores(name)[:, s.shape[1] - n][:, None]  # the n-th highest score
+        above = s > threshold
+        tied = s == threshold
+        room = n - above.sum(axis=1, keepdims=True)  # the lowest item rows among ties fill it
+        return (above | (tied & (np.cumsum(tied, axis=1) <= room))) & np.isfinite(s)
 
 
 def full_ranks(scores: np.ndarray) -> np.ndarray:
@@ -38,6 +67,40 @@ def full_ranks(scores: np.ndarray) -> np.ndarray:
     ranks = np.empty_like(order, dtype=np.int32)
     np.put_along_axis(ranks, order, np.arange(scores.shape[1], dtype=np.int32)[None, :], axis=1)
     return ranks
+
+
+def pair_ranks(scores: np.ndarray, ascending: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``full_ranks(scores)[rows, items]`` from each row's sorted scores (``ascending``).
+
+    An item's rank is the number of higher scores plus the number of equal scores at lower item
+    rows. The first comes from a binary search in the sorted row; the second is zero unless the
+    score is shared, and is counted exactly for those pairs (one pass over the row per tied value).
+    """
+    rows, items = np.asarray(rows, dtype=np.int64), np.asarray(items, dtype=np.int64)
+    out = np.zeros(len(rows), dtype=np.int64)
+    if not len(rows):
+        return out.astype(np.int32)
+    n = scores.shape[1]
+    values = scores[rows, items]
+    tied = np.zeros(len(rows), dtype=bool)
+    order = np.argsort(rows, kind="stable")
+    bounds = np.r_[0, np.flatnonzero(np.diff(rows[order])) + 1, len(order)]
+    for a, b in itertools.pairwise(bounds):
+        idx = order[a:b]
+        row = ascending[rows[idx[0]]]
+        lo = np.searchsorted(row, values[idx], side="left")
+        hi = np.searchsorted(row, values[idx], side="right")
+        out[idx] = n - hi
+        tied[idx] = hi - lo > 1
+    if tied.any():
+        pairs = np.flatnonzero(tied)
+        for r in np.unique(rows[pairs]):
+            in_row = pairs[rows[pairs] == r]
+            for value in np.unique(values[in_row]):
+                at = np.flatnonzero(scores[r] == value)  # item rows sharing the value, ascending
+                sel = in_row[values[in_row] == value]
+                out[sel] += np.searchsorted(at, items[sel])
+    return out.astype(np.int32)
 
 
 def score_chunk(
@@ -54,10 +117,10 @@ def score_chunk(
     ``n_items`` is the catalogue's size when items were added after the scorers were fitted
     (``recsys.live``): a scorer that never saw an item scores it ``-inf`` and ignores it in histories.
 
-    Ranks and scores hide the history, so features do not depend on which candidates are asked
-    about; ``keep_raw`` also keeps the history items' own scores (to rank a list that has them).
+    Scores hide the history, so features do not depend on which candidates are asked about;
+    ``keep_raw`` also keeps the history items' own scores (to rank a list that has them).
     """
-    scores, ranks, raw = {}, {}, {}
+    scores, raw = {}, {}
     for name, scorer in scorers.items():
         s = _catalogue_scores(scorer, histories, users, n_items)
         if keep_raw:
@@ -65,8 +128,7 @@ def score_chunk(
         for r, h in enumerate(histories):
             s[r, h] = -np.inf
         scores[name] = s
-        ranks[name] = full_ranks(s)
-    return ScoredChunk(histories=histories, scores=scores, ranks=ranks, raw=raw or scores)
+    return ScoredChunk(histories=histories, scores=scores, raw=raw or scores)
 
 
 def merge_candidates(chunk: ScoredChunk, depth: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +138,7 @@ def merge_candidates(chunk: ScoredChunk, depth: dict[str, int]) -> tuple[np.ndar
     """
     pick = np.zeros((chunk.n_users, next(iter(chunk.scores.values())).shape[1]), dtype=bool)
     for name, n in depth.items():
-        pick |= (chunk.ranks[name] < n) & np.isfinite(chunk.scores[name])
+        pick |= chunk.top(name, n)
     rows, items = np.nonzero(pick)
     return rows.astype(np.int64), items.astype(np.int64)
 

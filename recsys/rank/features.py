@@ -181,7 +181,7 @@ def build_features(
         v = s[rows, items].astype(np.float32)
         v[~np.isfinite(v)] = np.nan  # LightGBM: missing
         cols[f"{name}_score"] = v
-        cols[f"{name}_rank"] = chunk.ranks[name][rows, items]
+        cols[f"{name}_rank"] = chunk.rank_of(name, rows, items)
         best = chunk.scores[name].max(axis=1) if len(rows) else np.zeros(0, np.float32)
         cols[f"_{name}_best"] = np.where(np.isfinite(best), best, np.nan).astype(np.float32)[rows]
     # Text similarity to the recent items: (U, N_RECENT, n_items) per chunk would be large, so gather

@@ -56,7 +56,7 @@ def label_frame(
         chunk = score_chunk(scorers, [data.history(int(u)) for u in users], users)
         t_rows, t_items = truth[users].nonzero()
         for name in scorers:
-            t_rank = chunk.ranks[name][t_rows, t_items]
+            t_rank = chunk.rank_of(name, t_rows, t_items)
             t_ok = np.isfinite(chunk.scores[name][t_rows, t_items])
             for d in depths:
                 hits[name][d] += int(((t_rank < d) & t_ok).sum())

@@ -1,0 +1,43 @@
+"""Ranks from sorted rows equal the catalogue-wide stable argsort, ties and -inf included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.rank.candidates import ScoredChunk, full_ranks
+
+
+def _chunk(scores: np.ndarray) -> ScoredChunk:
+    return ScoredChunk([np.zeros(0, np.int64)] * len(scores), {"s": scores}, {"s": scores})
+
+
+@pytest.mark.parametrize("kind", ["distinct", "integer ties", "all equal", "mostly -inf"])
+def test_pair_ranks_and_top_equal_full_ranks(kind: str) -> None:
+    rng = np.random.default_rng(7)
+    shape = (5, 997)
+    if kind == "distinct":
+        scores = rng.standard_normal(shape).astype(np.float32)
+    elif kind == "integer ties":  # popularity counts: most items share a score with others
+        scores = np.floor(rng.exponential(2.0, shape)).astype(np.float32)
+    elif kind == "all equal":
+        scores = np.ones(shape, dtype=np.float32)
+    else:
+        scores = np.full(shape, -np.inf, dtype=np.float32)
+        scores[:, rng.integers(0, shape[1], 30)] = rng.standard_normal(30).astype(np.float32)
+    scores[:, rng.integers(0, shape[1], 40)] = -np.inf  # history items
+    expected = full_ranks(scores)
+    chunk = _chunk(scores)
+    rows = rng.integers(0, shape[0], 3000)
+    items = rng.integers(0, shape[1], 3000)
+    np.testing.assert_array_equal(chunk.rank_of("s", rows, items), expected[rows, items])
+    for n in (1, 7, 50, 500, shape[1], shape[1] + 3):
+        np.testing.assert_array_equal(chunk.top("s", n), (expected < n) & np.isfinite(scores))
+
+
+def test_full_ranks_breaks_ties_by_item_row() -> None:
+    scores = np.array([[0.5, 1.0, 0.5, -np.inf, 1.0]], dtype=np.float32)
+    np.testing.assert_array_equal(full_ranks(scores), [[2, 0, 3, 4, 1]])
+    ranks = _chunk(scores).rank_of("s", np.zeros(5, int), np.arange(5))
+    np.testing.assert_array_equal(ranks, [2, 0, 3, 4, 1])
+    assert _chunk(scores).rank_of("s", np.zeros(0, int), np.zeros(0, int)).shape == (0,)
