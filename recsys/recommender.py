@@ -148,14 +148,23 @@ class Recommender:
         """``frame`` with a ``score``: the ranker's (``ranking="hybrid"``), or one scorer's own
         score alone (``ranking`` = its name; an A/B variant such as ALS-only). The candidates hold
         each source's top N, so a scorer's top ``k`` (k ≤ N) is the same as over the whole catalogue."""
+        return self._score_frame(frame, ranking)[0]
+
+    def _score_frame(self, frame: pl.DataFrame, ranking: str) -> tuple[pl.DataFrame, np.ndarray | None]:
+        """``score_frame`` and, for the hybrid, the ranker's feature matrix, with a ``_pos`` column
+        that gives each row's place in it (so reasons need not convert the frame again)."""
         if ranking == "hybrid":
-            return frame.with_columns(pl.Series("score", self.ranker.predict(frame)))
+            x = self.ranker.matrix(frame)
+            return frame.with_columns(
+                pl.Series("score", self.ranker.predict_array(x)),
+                pl.Series("_pos", np.arange(frame.height, dtype=np.int64)),
+            ), x
         column = f"{ranking}_score"
         if column not in frame.columns:
             raise ConfigError(f"ranking {ranking!r} is not 'hybrid' nor a scorer ({', '.join(self.scorers)})")
         return frame.with_columns(
             score=pl.col(column).fill_nan(None).fill_null(float("-inf")).cast(pl.Float64)
-        )
+        ), None
 
     def recommend_rows(
         self,
@@ -174,17 +183,23 @@ class Recommender:
         for s in range(0, len(histories), self.config.chunk_size):
             hist = histories[s : s + self.config.chunk_size]
             _, frame = self.features(hist, None if users is None else users[s : s + len(hist)])
-            scored = self.score_frame(frame, ranking)
+            scored, x = self._score_frame(frame, ranking)
             picked = apply_rules(scored, self.side, self.data, hist, filters, k)
-            out.extend(self._to_recommendations(picked, hist, with_reasons, scored))
+            out.extend(self._to_recommendations(picked, hist, with_reasons, scored, x))
         return out
 
     def _to_recommendations(
-        self, picked: pl.DataFrame, histories: list[np.ndarray], with_reasons: bool, candidates: pl.DataFrame
+        self,
+        picked: pl.DataFrame,
+        histories: list[np.ndarray],
+        with_reasons: bool,
+        candidates: pl.DataFrame,
+        x: np.ndarray | None = None,
     ) -> list[list[Recommendation]]:
-        """``picked`` rows as recommendations; reasons compare each with the ``candidates`` of its row."""
+        """``picked`` rows as recommendations; reasons compare each with the ``candidates`` of its
+        row (``x``: the candidates' feature matrix, when the ranker computed it)."""
         reasons = (
-            explain(self, picked, histories, candidates)
+            explain(self, picked, histories, candidates, x)
             if with_reasons and picked.height
             else [[]] * picked.height
         )
@@ -302,8 +317,9 @@ class Recommender:
         hist, users = [h], (np.array([row]) if row >= 0 else None)
         _, frame = self.features(hist, users, items)
         # Ties broken by item row, as everywhere else, so rank() agrees with recommend().
-        scored = self.score_frame(frame).sort(["score", "item"], descending=[True, False])
-        return self._to_recommendations(scored, hist, True, scored)[0]
+        scored, x = self._score_frame(frame, "hybrid")
+        scored = scored.sort(["score", "item"], descending=[True, False])
+        return self._to_recommendations(scored, hist, True, scored, x)[0]
 
     def item_rows(self, item_ids: Sequence[str], *, strict: bool) -> np.ndarray:
         rows = self.data.items.index([str(i) for i in item_ids])

@@ -95,12 +95,24 @@ def pair_ranks(scores: np.ndarray, ascending: np.ndarray, rows: np.ndarray, item
     if tied.any():
         pairs = np.flatnonzero(tied)
         for r in np.unique(rows[pairs]):
-            in_row = pairs[rows[pairs] == r]
-            for value in np.unique(values[in_row]):
-                at = np.flatnonzero(scores[r] == value)  # item rows sharing the value, ascending
-                sel = in_row[values[in_row] == value]
-                out[sel] += np.searchsorted(at, items[sel])
+            out[pairs[rows[pairs] == r]] += _ties_before(scores[r], items, values, pairs[rows[pairs] == r])
     return out.astype(np.int32)
+
+
+def _ties_before(row: np.ndarray, items: np.ndarray, values: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """For ``pairs`` of one row: how many items at a lower item row share the pair's score.
+
+    Every item whose score is one of the pairs' values gets the key (value code, item row); in the
+    sorted keys, a pair's count is its position within its value's block.
+    """
+    n = len(row)
+    shared = np.unique(values[pairs])  # ascending
+    code = np.minimum(np.searchsorted(shared, row), len(shared) - 1)
+    members = np.flatnonzero(shared[code] == row)
+    keys = np.sort(code[members] * n + members)
+    pair_code = np.searchsorted(shared, values[pairs])
+    block = np.searchsorted(keys, pair_code * n)
+    return np.searchsorted(keys, pair_code * n + items[pairs]) - block
 
 
 def score_chunk(

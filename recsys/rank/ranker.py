@@ -140,8 +140,12 @@ class Ranker:
         best = int(getattr(self.booster, "best_iteration", 0) or 0)
         return best if best > 0 else None  # a loaded model holds only its best rounds
 
+    def matrix(self, frame: pl.DataFrame) -> np.ndarray:
+        """(rows, features) float32: the model's input columns of ``frame``, in order."""
+        return frame.select(self.features).to_numpy().astype(np.float32, copy=False)
+
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
-        return self.predict_array(frame.select(self.features).to_numpy().astype(np.float32))
+        return self.predict_array(self.matrix(frame))
 
     def predict_array(self, x: np.ndarray) -> np.ndarray:
         """Scores of a (rows, features) array in ``features`` order."""

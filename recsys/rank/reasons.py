@@ -46,17 +46,23 @@ def family(feature: str, scorer_models: dict[str, str]) -> str:
 
 
 def family_lift(
-    rec: Recommender, picked: pl.DataFrame, candidates: pl.DataFrame
+    rec: Recommender, picked: pl.DataFrame, candidates: pl.DataFrame, features_x: np.ndarray | None = None
 ) -> tuple[list[str], np.ndarray]:
     """Family names and (len(picked), n_families) score drops when each family's features take the
-    mean of ``candidates`` (all scored candidates; same ``row`` numbering as ``picked``)."""
+    mean of ``candidates`` (all scored candidates; same ``row`` numbering as ``picked``).
+    ``features_x``: the candidates' feature matrix, rows in ``candidates``' order, with ``picked``
+    carrying each row's place in it (``_pos``); without it both frames are converted here."""
     models = {name: spec["model"] for name, spec in rec.config.scorers.items()}
     features = rec.ranker.features
     families = [family(f, models) for f in features]
     names = sorted(set(families) - {"other"})
-    x = picked.select(features).to_numpy().astype(np.float32)  # (n, F)
+    if features_x is not None:
+        c = features_x  # (C, F)
+        x = c[picked["_pos"].to_numpy()]  # (n, F)
+    else:
+        x = rec.ranker.matrix(picked)
+        c = rec.ranker.matrix(candidates)
     # Each row's candidate average (NaN, missing, left out), then gathered per picked item: (n, F).
-    c = candidates.select(features).to_numpy().astype(np.float32)  # (C, F)
     c_rows = candidates["row"].to_numpy()
     n_rows = int(max(c_rows.max(initial=-1), picked["row"].to_numpy().max(initial=-1))) + 1
     order = np.argsort(c_rows, kind="stable")
@@ -82,10 +88,15 @@ def family_lift(
 
 
 def explain(
-    rec: Recommender, picked: pl.DataFrame, histories: list[np.ndarray], candidates: pl.DataFrame
+    rec: Recommender,
+    picked: pl.DataFrame,
+    histories: list[np.ndarray],
+    candidates: pl.DataFrame,
+    features_x: np.ndarray | None = None,
 ) -> list[list[str]]:
-    """Reasons for each row of ``picked`` (columns row, item and the model's features)."""
-    names, sums = family_lift(rec, picked, candidates)
+    """Reasons for each row of ``picked`` (columns row, item and the model's features;
+    ``features_x`` as in ``family_lift``)."""
+    names, sums = family_lift(rec, picked, candidates, features_x)
     side = rec.side
     out: list[list[str]] = []
     for p, (row, item) in enumerate(picked.select("row", "item").iter_rows()):

@@ -16,6 +16,9 @@ class InfoNCELoss(nn.Module):
     duplicate of the positive); a query's positive is never excluded.
 
         loss = mean_p  -log( exp(q_p·c_t / τ) / Σ_{c not excluded} exp(q_p·c / τ) )
+
+    ``bias`` (C,), when given, is added to every query's logits: a learned prior per candidate
+    (its popularity), which then need not be written into the embeddings.
     """
 
     def __init__(self, temperature: float = 0.05) -> None:
@@ -30,8 +33,11 @@ class InfoNCELoss(nn.Module):
         candidates: torch.Tensor,
         targets: torch.Tensor,
         exclude: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         logits = queries @ candidates.T / self.temperature  # (P, C)
+        if bias is not None:  # (C,) a per-candidate prior in logit units
+            logits = logits + bias[None, :]
         if exclude is not None:
             keep_target = F.one_hot(targets, candidates.shape[0]).bool()
             logits = logits.masked_fill(exclude & ~keep_target, float("-inf"))

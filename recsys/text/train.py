@@ -307,7 +307,9 @@ class EncoderTrainer:
         head = self.model.item_head
         if not isinstance(head, torch.nn.Linear):
             raise ConfigError("stage 1 trains the projection: set projection = true")
-        optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.head_learning_rate, weight_decay=0.0)
+        bias = torch.zeros(self.data.n_items, device=self.device, requires_grad=cfg.head_item_bias)
+        params = [*head.parameters(), bias] if cfg.head_item_bias else list(head.parameters())
+        optimizer = torch.optim.AdamW(params, lr=cfg.head_learning_rate, weight_decay=0.0)
         rng = np.random.default_rng([cfg.seed, 1])
         size = 512
         never_seen = torch.as_tensor(
@@ -330,7 +332,13 @@ class EncoderTrainer:
                     self.data.matrix[self.pairs.users[idx]].toarray() > 0, device=self.device
                 )
                 exclude |= never_seen[None, :]
-                loss = self.loss_fn(users, emb, torch.as_tensor(targets[idx], device=self.device), exclude)
+                loss = self.loss_fn(
+                    users,
+                    emb,
+                    torch.as_tensor(targets[idx], device=self.device),
+                    exclude,
+                    bias if cfg.head_item_bias else None,
+                )
                 if cfg.head_identity_decay:
                     loss = loss + cfg.head_identity_decay * ((head.weight - identity) ** 2).sum()
                 optimizer.zero_grad(set_to_none=True)
@@ -339,6 +347,9 @@ class EncoderTrainer:
             bar.set_postfix(loss=f"{loss.item():.3f}")
             bar.update(1)
         bar.close()
+        if cfg.head_mix < 1.0:
+            with torch.no_grad():
+                head.weight.mul_(cfg.head_mix).add_(identity, alpha=1.0 - cfg.head_mix)
         self.head_done = True
         self.elapsed += time.perf_counter() - t0
         log.info("projection trained in %.0fs (%d epochs)", time.perf_counter() - t0, cfg.head_epochs)

@@ -14,7 +14,7 @@ class EncoderTrainConfig:
     # What the user side sees (kept in the checkpoint for the scorer).
     user_input: str = "items"  # items: pool the item tower's embeddings of recent items; text: user tower
     n_recent: int = 3
-    decay: float = 0.5
+    decay: float = 0.7  # chosen on validation (benchmarks/RESULTS.md)
     separator: str = " | "
     max_length: int = 64  # item text tokens
     user_max_length: int = 128  # user text tokens (text mode)
@@ -31,7 +31,7 @@ class EncoderTrainConfig:
     projection: bool = True  # a linear projection after pooling (see recsys.text.model)
     # Stage 1 (items mode): train the projection alone over the frozen pooled embeddings of every
     # item, with a full softmax over the catalogue: seconds per epoch. Stage 2 then fine-tunes.
-    head_epochs: int = 14
+    head_epochs: int = 40
     head_learning_rate: float = 3e-3  # decays linearly to 0 over the stage
     # Items without a training interaction never win the softmax; as candidates they would only
     # ever be pushed down, so a new item would start below every trained one. Leave them out.
@@ -40,13 +40,22 @@ class EncoderTrainConfig:
     # metric from specialising to the trained items: 0.01 lifts never-seen items above zero-shot
     # (cold start) at a cost on the others (benchmarks/RESULTS.md), so the default is off.
     head_identity_decay: float = 0.0
+    # Weight-space ensembling with the pretrained space after stage 1 (as WiSE-FT, Wortsman et al.,
+    # CVPR 2022): the projection becomes mix × W + (1 − mix) × I. The learned metric favours items
+    # seen in training; mixing in the identity gives never-seen items (cold start, items added at
+    # serving) their place back at a small cost on the others (benchmarks/RESULTS.md).
+    head_mix: float = 1.0
+    # A learned bias per item in the stage-1 softmax: it absorbs how popular each item is, so the
+    # projection learns what matches a user rather than what sells (the bias is not kept: scores
+    # stay cosines, and items never seen in training are not held back by their missing history).
+    head_item_bias: bool = False
     # Optimisation.
     batch_size: int = 64  # pairs per micro-batch
     grad_accum: int = 1
     learning_rate: float = 0.0  # 0: 5e-5 for full fine-tuning, 5e-4 for LoRA
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
-    temperature: float = 0.05
+    temperature: float = 0.07
     epochs: float = 1.0  # of stage 2; 0: the projection (stage 1) only
     max_steps: int = 0  # 0: no limit
     max_minutes: float = 0.0  # 0: no limit; counts time across resumed runs
@@ -76,6 +85,8 @@ class EncoderTrainConfig:
             raise ConfigError("batch_size must be >= 2, grad_accum and n_recent >= 1")
         if self.epochs < 0 or self.temperature <= 0 or self.eval_every < 1 or self.save_every < 1:
             raise ConfigError("temperature, eval_every and save_every must be positive, epochs >= 0")
+        if not 0.0 <= self.head_mix <= 1.0:
+            raise ConfigError(f"head_mix must be in [0, 1], not {self.head_mix}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError("device must be auto, cpu or cuda")
         self.model_config()  # validates mode and LoRA settings

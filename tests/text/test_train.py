@@ -149,3 +149,18 @@ def test_bad_settings_are_refused():
         EncoderTrainConfig(mode="qlora")
     with pytest.raises(ConfigError):
         EncoderTrainConfig(user_input="images")
+    with pytest.raises(ConfigError, match="head_mix"):
+        EncoderTrainConfig(head_mix=1.5)
+
+
+def test_head_mix_interpolates_the_projection_with_the_identity(shop, tmp_path):
+    opts = {**SMALL, "epochs": 0.0, "head_epochs": 3, "eval_at_start": False}
+    heads = {}
+    for mix in (1.0, 0.25, 0.0):
+        trainer = EncoderTrainer(shop, EncoderTrainConfig(**opts, head_mix=mix), tmp_path / f"m{mix}")
+        trainer.train_head()
+        heads[mix] = trainer.model.item_head.weight.detach().numpy().copy()
+    eye = np.eye(heads[1.0].shape[0], dtype=np.float32)
+    assert np.abs(heads[1.0] - eye).max() > 1e-3  # stage 1 learned something
+    np.testing.assert_allclose(heads[0.25], 0.25 * heads[1.0] + 0.75 * eye, atol=1e-6)
+    np.testing.assert_allclose(heads[0.0], eye, atol=1e-7)  # the pretrained space itself
