@@ -13,10 +13,10 @@ def unit(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x, dim=-1)
 
 
-def reference(q: np.ndarray, c: np.ndarray, t: np.ndarray, tau: float, exclude=None) -> float:
+def reference(q: np.ndarray, c: np.ndarray, t: np.ndarray, tau: float, exclude=None, bias=None) -> float:
     losses = []
     for p in range(len(q)):
-        logits = c @ q[p] / tau
+        logits = c @ q[p] / tau + (0.0 if bias is None else bias)
         keep = np.ones(len(c), bool) if exclude is None else ~exclude[p]
         keep[t[p]] = True
         m = logits[keep].max()
@@ -32,6 +32,21 @@ def test_matches_direct_computation():
     for tau in (0.05, 0.5, 1.0):
         got = InfoNCELoss(tau)(q, c, t).item()
         assert got == pytest.approx(reference(q.numpy(), c.numpy(), t.numpy(), tau), rel=1e-5)
+
+
+def test_bias_is_a_prior_added_to_every_query_logits():
+    g = torch.Generator().manual_seed(2)
+    q, c = unit(torch.randn(4, 8, generator=g)), unit(torch.randn(6, 8, generator=g))
+    t = torch.tensor([0, 5, 2, 2])
+    bias = torch.randn(6, generator=g)
+    got = InfoNCELoss(0.1)(q, c, t, bias=bias).item()
+    assert got == pytest.approx(reference(q.numpy(), c.numpy(), t.numpy(), 0.1, bias=bias.numpy()), rel=1e-5)
+    # A constant bias changes nothing; a bias toward the targets lowers the loss.
+    assert InfoNCELoss(0.1)(q, c, t, bias=torch.full((6,), 3.0)).item() == pytest.approx(
+        InfoNCELoss(0.1)(q, c, t).item(), rel=1e-6
+    )
+    toward = torch.zeros(6).index_fill_(0, t, 2.0)
+    assert InfoNCELoss(0.1)(q, c, t, bias=toward).item() < InfoNCELoss(0.1)(q, c, t).item()
 
 
 def test_exclusion_removes_candidates_but_never_the_target():
