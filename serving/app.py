@@ -83,6 +83,7 @@ async def _variant_holders(
     threads: int,
     concurrency: int,
     limiter: anyio.CapacityLimiter,
+    compile_ranker: bool = False,
 ) -> dict[str, ModelHolder]:
     """A holder per other artifact the variants name, sharing the main model's thread limit."""
     holders: dict[str, ModelHolder] = {}
@@ -90,7 +91,7 @@ async def _variant_holders(
         for v in e.variants:
             if v.model_dir is None or str(v.model_dir) in holders:
                 continue
-            h = ModelHolder(store, threads, concurrency)
+            h = ModelHolder(store, threads, concurrency, compile_ranker)
             h.limiter = limiter
             state = await h.load(v.model_dir)
             if v.ranking != "hybrid" and v.ranking not in state.recommender.scorers:
@@ -120,7 +121,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reconnect_min_s=settings.reconnect_min_s,
             reconnect_max_s=settings.reconnect_max_s,
         )
-        holder = ModelHolder(store, settings.model_threads, settings.model_concurrency)
+        holder = ModelHolder(
+            store, settings.model_threads, settings.model_concurrency, settings.compile_ranker
+        )
         if settings.model_dir is None:
             raise ArtifactError("no model to serve: set RECSYS_MODEL_DIR or pass --model-dir")
         experiments = load_experiments(settings.experiments_file) if settings.experiments_file else None
@@ -131,7 +134,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             assert holder.current is not None
             experiments.check_rankings(holder.current.recommender.scorers, str(settings.model_dir))
             variant_holders = await _variant_holders(
-                experiments, store, settings.model_threads, settings.model_concurrency, holder.limiter
+                experiments,
+                store,
+                settings.model_threads,
+                settings.model_concurrency,
+                holder.limiter,
+                settings.compile_ranker,
             )
             ablog = ExperimentLog(
                 redis_client=store.client if isinstance(store, RedisStore) else None,

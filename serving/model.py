@@ -62,11 +62,14 @@ class ModelState:
         return self.artifact_version
 
 
-def load_state(folder: str | Path) -> ModelState:
-    """Load and smoke-test an artifact; raises ``ArtifactError`` when it cannot serve."""
+def load_state(folder: str | Path, compile_ranker: bool = False) -> ModelState:
+    """Load and smoke-test an artifact; raises ``ArtifactError`` when it cannot serve.
+    ``compile_ranker``: the ranker's trees as native code (``Ranker.compile``), same scores."""
     folder = Path(folder).resolve()
     t0 = time.perf_counter()
     rec = load_recommender(folder)
+    if compile_ranker:
+        rec.ranker.compile()
     try:
         rec.recommend_user(None, k=3, recent=[str(rec.data.items.ids[0])])
     except Exception as exc:
@@ -85,8 +88,11 @@ class ModelHolder:
     artifact was trained.
     """
 
-    def __init__(self, store: Store, model_threads: int = 1, model_concurrency: int = 1) -> None:
+    def __init__(
+        self, store: Store, model_threads: int = 1, model_concurrency: int = 1, compile_ranker: bool = False
+    ) -> None:
         self.store = store
+        self.compile_ranker = compile_ranker
         self.current: ModelState | None = None
         self._write = asyncio.Lock()
         self.limiter = anyio.CapacityLimiter(model_concurrency)
@@ -157,7 +163,7 @@ class ModelHolder:
 
     async def load(self, folder: str | Path) -> ModelState:
         async with self._write:
-            state = await anyio.to_thread.run_sync(load_state, folder)
+            state = await anyio.to_thread.run_sync(load_state, folder, self.compile_ranker)
             state.recommender.ranker.predict_threads = self.model_threads
             try:
                 state = await self._replay(state)

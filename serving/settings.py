@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         ge=1,
         description="model calls computed at once per worker (`recsys serve` sets cores / workers)",
     )
+    compile_ranker: bool = Field(
+        default=True,
+        description="compile the ranker's trees to native code at load (lleaves; cached per machine)",
+    )
     catalogue_poll_s: float = Field(
         default=1.0, gt=0, description="how often workers apply others' item changes"
     )

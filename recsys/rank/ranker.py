@@ -6,14 +6,21 @@ histories before them; a share of the users is kept aside for early stopping on 
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from recsys.atomic import write_text
 from recsys.errors import ArtifactError, ConfigError, NotFittedError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class Ranker:
         self.booster: Any = None
         self.info: dict[str, Any] = {}
         self.predict_threads: int | None = None  # runtime option: threads per predict (None: LightGBM's)
+        self.compiled: Any = None  # the trees as native code (``compile``), used by predict when set
 
     def _params(self) -> dict[str, Any]:
         c = self.config
@@ -149,8 +157,55 @@ class Ranker:
 
     def predict_array(self, x: np.ndarray) -> np.ndarray:
         """Scores of a (rows, features) array in ``features`` order."""
+        if self.compiled is not None and len(x):
+            out = self.compiled.predict(np.asarray(x, dtype=np.float64), n_jobs=self.predict_threads or 1)
+            return np.asarray(out, np.float64)
         kw = {} if self.predict_threads is None else {"num_threads": self.predict_threads}
         return np.asarray(self._check().predict(x, num_iteration=self._rounds, **kw), np.float64)
+
+    def compile(self, cache_dir: str | Path | None = None) -> bool:
+        """Compile the trees to native code for this CPU (lleaves, through LLVM): the same scores
+        as LightGBM's (checked here on random rows with missing values) at a fraction of the time
+        per row, which is what a served request spends most on. The object file is cached under
+        ``cache_dir`` (default ``$RECSYS_CACHE_DIR/ranker``), named by the model's text, the CPU
+        and the compiler, so only the first load on a machine compiles (seconds). Returns False,
+        and LightGBM keeps predicting, where lleaves is not installed or the check fails."""
+        try:
+            import lleaves
+            import llvmlite.binding as llvm
+        except ImportError:
+            log.info("lleaves is not installed: the ranker predicts with LightGBM")
+            return False
+        text = self._check().model_to_string(num_iteration=self._rounds)
+        cpu = f"{llvm.get_host_cpu_name()} {llvm.get_host_cpu_features().flatten()}"
+        key = "|".join([text, cpu, version("lleaves"), version("llvmlite")])
+        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+        folder = Path(cache_dir) if cache_dir else default_compile_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            model_file, obj = folder / f"{digest}.txt", folder / f"{digest}.o"
+            if not model_file.exists():
+                write_text(model_file, text)
+            compiled = lleaves.Model(model_file=str(model_file))
+            if obj.exists():
+                compiled.compile(cache=str(obj))
+            else:  # compile into a file of our own, then publish it whole
+                tmp = folder / f"{digest}.{os.getpid()}.o"
+                compiled.compile(cache=str(tmp))
+                os.replace(tmp, obj)
+        except Exception as exc:  # a broken toolchain or cache: LightGBM still answers
+            log.warning("could not compile the ranker (%s): LightGBM predicts", exc)
+            return False
+        rng = np.random.default_rng(0)
+        probe = rng.standard_normal((64, len(self.features)))
+        probe[rng.random(probe.shape) < 0.2] = np.nan
+        expected = self._check().predict(probe, num_iteration=self._rounds)
+        got = compiled.predict(probe, n_jobs=1)
+        if not np.allclose(got, expected, rtol=1e-6, atol=1e-9):
+            log.warning("the compiled ranker disagrees with LightGBM: LightGBM predicts")
+            return False
+        self.compiled = compiled
+        return True
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
         """(rows, n_features) each feature's additive contribution to the score (TreeSHAP)."""
@@ -183,3 +238,7 @@ class Ranker:
             raise ArtifactError(f"{path} was trained on other features than its manifest lists")
         ranker.info = meta.get("info", {})
         return ranker
+
+
+def default_compile_dir() -> Path:
+    return Path(os.environ.get("RECSYS_CACHE_DIR", Path.home() / ".cache" / "recsys")) / "ranker"

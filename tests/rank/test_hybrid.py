@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import polars as pl
@@ -203,3 +204,31 @@ def test_scorers_score_anonymous_histories_like_known_users(loo_test):
         assert (finite == np.isfinite(anon)).all()
         # ALS folds the history in: one least-squares step from the same item factors.
         assert np.corrcoef(known[finite], anon[finite])[0, 1] > 0.999, name
+
+
+def test_compiled_ranker_gives_lightgbms_scores_and_lists(trained, tmp_path, monkeypatch):
+    rec, _, _ = trained
+    users = rec.data.users.ids.head(30).to_list()
+    before = rec.recommend(users, k=10)
+    ranker = rec.ranker
+    try:
+        assert ranker.compile(tmp_path / "cache")
+        objects = sorted(p.name for p in (tmp_path / "cache").iterdir())
+        assert len([n for n in objects if n.endswith(".o")]) == 1, objects  # compiled once, published whole
+        assert ranker.compile(tmp_path / "cache")  # a second load reads the cached object file
+        assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == objects
+        x = np.random.default_rng(3).standard_normal((500, len(ranker.features))).astype(np.float32)
+        x[np.random.default_rng(4).random(x.shape) < 0.3] = np.nan
+        fast = ranker.predict_array(x)
+        compiled, ranker.compiled = ranker.compiled, None
+        np.testing.assert_allclose(fast, ranker.predict_array(x), rtol=1e-9, atol=1e-12)
+        ranker.compiled = compiled
+        after = rec.recommend(users, k=10)
+        for a, b in zip(before, after, strict=True):
+            assert [r.item_id for r in a] == [r.item_id for r in b]
+            assert [r.reasons for r in a] == [r.reasons for r in b]
+    finally:
+        ranker.compiled = None
+    # Without lleaves the ranker keeps predicting with LightGBM.
+    monkeypatch.setitem(sys.modules, "lleaves", None)
+    assert not ranker.compile(tmp_path / "other") and ranker.compiled is None
