@@ -236,6 +236,7 @@ def run_scoring(run: ScoreRun) -> dict[str, Any]:
 
     t_load = time.perf_counter()
     rec = load_recommender(run.model_dir)
+    rec.ranker.compile()  # same scores, less time per user; LightGBM where it cannot
     users = read_users(run.users, rec)
     job = ScoreJob(
         model_dir=str(Path(run.model_dir).resolve()),

@@ -50,6 +50,7 @@ class PartitionScorer:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(blob)
         self.rec = load_recommender(self.folder)
+        self.rec.ranker.compile()
         self.rec.ranker.predict_threads = threads
 
     def ready(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -182,18 +183,27 @@ class Ranker:
         digest = hashlib.sha256(key.encode()).hexdigest()[:20]
         folder = Path(cache_dir) if cache_dir else default_compile_dir()
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            model_file, obj = folder / f"{digest}.txt", folder / f"{digest}.o"
-            if not model_file.exists():
-                write_text(model_file, text)
-            compiled = lleaves.Model(model_file=str(model_file))
-            if obj.exists():
-                compiled.compile(cache=str(obj))
-            else:  # compile into a file of our own, then publish it whole
-                tmp = folder / f"{digest}.{os.getpid()}.o"
-                compiled.compile(cache=str(tmp))
-                os.replace(tmp, obj)
-        except Exception as exc:  # a broken toolchain or cache: LightGBM still answers
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                model_file, obj = folder / f"{digest}.txt", folder / f"{digest}.o"
+                if not model_file.exists():
+                    write_text(model_file, text)
+            except OSError as exc:  # a read-only home: compile without keeping the result
+                log.warning("ranker cache %s not writable (%s): compiled for this process", folder, exc)
+                with tempfile.TemporaryDirectory() as tmp_dir:
+                    model_file = Path(tmp_dir) / "ranker.txt"
+                    model_file.write_text(text)
+                    compiled = lleaves.Model(model_file=str(model_file))
+                    compiled.compile()
+            else:
+                compiled = lleaves.Model(model_file=str(model_file))
+                if obj.exists():
+                    compiled.compile(cache=str(obj))
+                else:  # compile into a file of our own, then publish it whole
+                    tmp = folder / f"{digest}.{os.getpid()}.o"
+                    compiled.compile(cache=str(tmp))
+                    os.replace(tmp, obj)
+        except Exception as exc:  # a broken toolchain: LightGBM still answers
             log.warning("could not compile the ranker (%s): LightGBM predicts", exc)
             return False
         rng = np.random.default_rng(0)

@@ -227,6 +227,10 @@ def test_compiled_ranker_gives_lightgbms_scores_and_lists(trained, tmp_path, mon
         for a, b in zip(before, after, strict=True):
             assert [r.item_id for r in a] == [r.item_id for r in b]
             assert [r.reasons for r in a] == [r.reasons for r in b]
+        # A cache folder that cannot be made (a read-only home): compiled for this process alone.
+        (tmp_path / "a-file").write_text("")
+        ranker.compiled = None
+        assert ranker.compile(tmp_path / "a-file" / "cache") and ranker.compiled is not None
     finally:
         ranker.compiled = None
     # Without lleaves the ranker keeps predicting with LightGBM.
