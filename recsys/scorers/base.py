@@ -112,3 +112,15 @@ def history_weights(
     if not rows:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals).astype(np.float32)
+
+
+def user_item_scores(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(U, n) ``users @ items.T`` for (U, d) user and (n, d) item vectors, C-ordered.
+
+    OpenBLAS computes a product with a handful of rows (a served request) several times faster
+    as ``items @ users.T`` (measured: 0.6 against 1.7 ms for 4 users × 4,385 items × 384 dims);
+    for large batches the plain order is faster.
+    """
+    if len(users) <= 64:
+        return np.ascontiguousarray((items @ users.T).T)
+    return users @ items.T

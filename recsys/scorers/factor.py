@@ -9,7 +9,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from recsys.data.train_data import TrainData
-from recsys.scorers.base import Scorer
+from recsys.scorers.base import Scorer, user_item_scores
 
 
 class FactorScorer(Scorer):
@@ -62,7 +62,7 @@ class FactorScorer(Scorer):
 
     def _from_factors(self, user_f: np.ndarray, items: np.ndarray | None) -> np.ndarray:
         item_f = self.item_factors if items is None else self.item_factors[items]
-        scores = user_f @ item_f.T  # (users, factors) @ (factors, items)
+        scores = user_item_scores(user_f, item_f)  # (users, factors) @ (factors, items)
         if len(self.unseen):
             unseen = self.unseen if items is None else np.flatnonzero(np.isin(items, self.unseen))
             scores[:, unseen] = -np.inf

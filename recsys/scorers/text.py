@@ -25,7 +25,7 @@ import numpy as np
 from recsys.config import make_config
 from recsys.data.train_data import TrainData
 from recsys.errors import ArtifactError, ConfigError
-from recsys.scorers.base import Scorer, history_weights
+from recsys.scorers.base import Scorer, history_weights, user_item_scores
 from recsys.text.cache import cached_embeddings
 from recsys.text.encoder import EncoderConfig, TextEncoder
 from recsys.text.pairs import user_text
@@ -158,11 +158,11 @@ class TextScorer(Scorer):
 
     def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
         emb = self.item_embeddings if items is None else self.item_embeddings[items]
-        return self.user_vectors(users) @ emb.T  # (users, dim) @ (dim, items)
+        return user_item_scores(self.user_vectors(users), emb)
 
     def _score_histories(self, histories: list[np.ndarray], items: np.ndarray | None) -> np.ndarray:
         emb = self.item_embeddings if items is None else self.item_embeddings[items]
-        return self.history_vectors(histories) @ emb.T
+        return user_item_scores(self.history_vectors(histories), emb)
 
 
 class EncoderScorer(TextScorer):
