@@ -205,9 +205,8 @@ class Recommender:
         )
         lists: list[list[Recommendation]] = [[] for _ in histories]
         ids = self.data.items.ids
-        for (row, item, score), why in zip(
-            picked.select("row", "item", "score").iter_rows(), reasons, strict=True
-        ):
+        columns = (picked["row"].to_list(), picked["item"].to_list(), picked["score"].to_list())
+        for (row, item, score), why in zip(zip(*columns, strict=True), reasons, strict=True):
             lists[row].append(Recommendation(str(ids[item]), float(score), why))
         return lists
 

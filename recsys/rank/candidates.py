@@ -88,10 +88,14 @@ def pair_ranks(scores: np.ndarray, ascending: np.ndarray, rows: np.ndarray, item
     for a, b in itertools.pairwise(bounds):
         idx = order[a:b]
         row = ascending[rows[idx[0]]]
-        lo = np.searchsorted(row, values[idx], side="left")
-        hi = np.searchsorted(row, values[idx], side="right")
+        lo = np.searchsorted(row, values[idx], side="left")  # the first copy of the value
+        shared = row[np.minimum(lo + 1, n - 1)] == values[idx]  # a second copy follows it
+        shared &= lo + 1 < n
+        hi = lo + 1  # one past the last copy: counted again only where the value is shared
+        if shared.any():
+            hi[shared] = np.searchsorted(row, values[idx[shared]], side="right")
         out[idx] = n - hi
-        tied[idx] = hi - lo > 1
+        tied[idx] = shared
     if tied.any():
         pairs = np.flatnonzero(tied)
         for r in np.unique(rows[pairs]):

@@ -228,13 +228,18 @@ def build_features(
     cols["brand"] = side.brand[items]
     for kind, codes in (("category", side.category), ("brand", side.brand)):
         cols[f"{kind}_count"] = _history_counts(hist_rows, codes[hist_items], rows, codes[items])
-    frame = pl.DataFrame(cols)
-    return frame.with_columns(
-        *[gap_to_best(name) for name in chunk.scores],
-        *[from_source(name, n) for name, n in depth.items()],
-        affinity("category"),
-        affinity("brand"),
-    ).drop([f"_{name}_best" for name in chunk.scores])
+    return (
+        pl.DataFrame(cols)
+        .lazy()
+        .with_columns(
+            *[gap_to_best(name) for name in chunk.scores],
+            *[from_source(name, n) for name, n in depth.items()],
+            affinity("category"),
+            affinity("brand"),
+        )
+        .drop([f"_{name}_best" for name in chunk.scores])
+        .collect()
+    )
 
 
 def feature_names(scorers: list[str], depth: dict[str, int]) -> list[str]:

@@ -99,7 +99,7 @@ def explain(
     names, sums = family_lift(rec, picked, candidates, features_x)
     side = rec.side
     out: list[list[str]] = []
-    for p, (row, item) in enumerate(picked.select("row", "item").iter_rows()):
+    for p, (row, item) in enumerate(zip(picked["row"].to_list(), picked["item"].to_list(), strict=True)):
         recent = histories[row][-5:][::-1]
         reasons: list[str] = []
         for f in np.argsort(-sums[p], kind="stable"):
