@@ -13,7 +13,7 @@ affinity (the share of the user's history in the candidate's category / brand), 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -42,6 +42,15 @@ class ItemSide:
     brand_names: np.ndarray  # (n_items,) str, "" unknown
     factors: np.ndarray | None = None  # (n_items, f) unit item vectors of a factor model (ALS), or None
     available: np.ndarray | None = None  # (n_items,) False for items withdrawn from sale; None: all
+    _transition_keys: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def transition_counts(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """(P,) how often item ``b[p]`` followed item ``a[p]`` in a history; 0 for -1 (no item)."""
+        if self._transition_keys is None:
+            self._transition_keys = pair_keys(self.transitions)
+        return _pair_values(self.transitions, self._transition_keys, a, b)
 
     @classmethod
     def from_scorers(cls, data: TrainData, scorers: dict[str, Scorer], embeddings_from: str) -> ItemSide:
@@ -109,13 +118,31 @@ def _codes(names: np.ndarray) -> np.ndarray:
     return codes
 
 
-def _pair_values(matrix: sp.csr_matrix, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """matrix[a, b] for pairs, 0 where a or b is -1 (no such item)."""
+def _pair_values(
+    matrix: sp.csr_matrix, keys: tuple[np.ndarray, np.ndarray], a: np.ndarray, b: np.ndarray
+) -> np.ndarray:
+    """matrix[a, b] for pairs, 0 where a or b is -1 (no such item) or outside the matrix.
+
+    One binary search per pair over the matrix's sorted (row, column) ``keys`` (``pair_keys``):
+    several times faster than scipy's fancy indexing for the few hundred pairs of a request."""
     out = np.zeros(len(a), dtype=np.float32)
-    ok = (a >= 0) & (b >= 0)
-    if ok.any():
-        out[ok] = np.asarray(matrix[a[ok], b[ok]]).ravel()
+    n_rows, n_cols = matrix.shape
+    ok = (a >= 0) & (b >= 0) & (a < n_rows) & (b < n_cols)
+    sorted_keys, values = keys
+    if not ok.any() or not len(sorted_keys):
+        return out
+    query = a[ok].astype(np.int64) * n_cols + b[ok]
+    pos = np.minimum(np.searchsorted(sorted_keys, query), len(sorted_keys) - 1)
+    out[ok] = np.where(sorted_keys[pos] == query, values[pos], 0.0)
     return out
+
+
+def pair_keys(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted row × n_cols + column keys, their values) of a sparse matrix's stored entries."""
+    canonical = sp.csr_matrix(matrix, copy=True)
+    canonical.sum_duplicates()  # sorted columns within each row, no repeats
+    rows = np.repeat(np.arange(canonical.shape[0], dtype=np.int64), np.diff(canonical.indptr))
+    return rows * canonical.shape[1] + canonical.indices, canonical.data.astype(np.float32)
 
 
 def _cosine(vectors: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -197,11 +224,9 @@ def build_features(
     cols["sim_max"] = np.where(counted > 0, np.nan_to_num(sims, nan=-2.0).max(axis=1, initial=-2.0), np.nan)
     cols["sim_mean"] = np.where(counted > 0, np.nan_to_num(sims).sum(axis=1) / np.maximum(counted, 1), np.nan)
     last, second = recent[rows, 0], recent[rows, 1]
-    cols["transition_from_last"] = _pair_values(side.transitions, last, items)
-    cols["transition_from_second_last"] = _pair_values(side.transitions, second, items)
-    cols["transition_to_last"] = _pair_values(
-        side.transitions, items, last
-    )  # the candidate usually comes before
+    cols["transition_from_last"] = side.transition_counts(last, items)
+    cols["transition_from_second_last"] = side.transition_counts(second, items)
+    cols["transition_to_last"] = side.transition_counts(items, last)  # the candidate usually comes before
     cols["factor_sim_last"] = (
         _cosine(side.factors, items, last)
         if side.factors is not None

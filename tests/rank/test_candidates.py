@@ -41,3 +41,21 @@ def test_full_ranks_breaks_ties_by_item_row() -> None:
     ranks = _chunk(scores).rank_of("s", np.zeros(5, int), np.arange(5))
     np.testing.assert_array_equal(ranks, [2, 0, 3, 4, 1])
     assert _chunk(scores).rank_of("s", np.zeros(0, int), np.zeros(0, int)).shape == (0,)
+
+
+def test_transition_counts_equal_the_matrix_entries():
+    import scipy.sparse as sp
+
+    from recsys.rank.features import _pair_values, pair_keys
+
+    rng = np.random.default_rng(5)
+    a_all, b_all = rng.integers(0, 40, 300), rng.integers(0, 40, 300)
+    matrix = sp.csr_matrix((np.ones(300, np.float32), (a_all, b_all)), shape=(40, 40))  # duplicates summed
+    a = np.r_[rng.integers(-1, 45, 500), a_all[:50]]
+    b = np.r_[rng.integers(-1, 45, 500), b_all[:50]]
+    dense = matrix.toarray()
+    inside = (a >= 0) & (b >= 0) & (a < 40) & (b < 40)
+    expected = np.where(inside, dense[np.clip(a, 0, 39), np.clip(b, 0, 39)], 0.0)
+    np.testing.assert_array_equal(_pair_values(matrix, pair_keys(matrix), a, b), expected)
+    empty = sp.csr_matrix((40, 40), dtype=np.float32)
+    assert not _pair_values(empty, pair_keys(empty), a, b).any()
