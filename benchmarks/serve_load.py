@@ -140,7 +140,7 @@ def main() -> int:
         "--model-concurrency",
         type=int,
         default=None,
-        help="RECSYS_MODEL_CONCURRENCY (default: recsys serve's own, cores / workers)",
+        help="RECSYS_MODEL_CONCURRENCY (default: the service's own, 1)",
     )
     ap.add_argument("--skip-uncached", action="store_true", help="only the cached and ceiling runs")
     ap.add_argument("--output", type=Path, default=HERE / "results" / "serve_load.json")
@@ -168,7 +168,7 @@ def main() -> int:
     }
     if args.model_concurrency is not None:
         env["RECSYS_MODEL_CONCURRENCY"] = str(args.model_concurrency)
-    concurrency = args.model_concurrency or max(1, (os.cpu_count() or 1) // 1)
+    concurrency = args.model_concurrency or 1  # the service's default
     ours_port, ceiling_port = free_port(), free_port()
     uvicorn_flags = ["--log-level", "warning", "--no-access-log", "--workers", "1"]
     ours = subprocess.Popen(

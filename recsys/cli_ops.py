@@ -55,8 +55,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not model_dir:
         raise ConfigError("no model to serve: pass --model-dir DIR or set RECSYS_MODEL_DIR")
     read_manifest(model_dir)  # a missing or foreign folder fails here, before the workers start
-    # Each worker computes as many lists at once as it has cores to itself (one thread each).
-    os.environ.setdefault("RECSYS_MODEL_CONCURRENCY", str(max(1, (os.cpu_count() or 1) // args.workers)))
     uvicorn.run(
         "serving.app:create_app",
         factory=True,

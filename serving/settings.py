@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     model_concurrency: int = Field(
         default=1,
         ge=1,
-        description="model calls computed at once per worker (`recsys serve` sets cores / workers)",
+        description="model calls computed at once per worker (1: one pass at a time, batching the rest)",
     )
     compile_ranker: bool = Field(
         default=True,
