@@ -37,9 +37,8 @@ from pipelines.ab_simulate import SimulationConfig, held_out, pre_period_records
 from recsys.ab.experiments import load_experiments
 from recsys.ab.html import render_html
 from recsys.ab.log import RedisLog, stream_key
-from recsys.ab.report import analyse, render_text
+from recsys.ab.report import analyse, render_text, strict_json
 from recsys.atomic import write_text
-from recsys.cli_ab import _finite
 from recsys.data import load_amazon_scientific
 
 HERE = Path(__file__).resolve().parent
@@ -131,7 +130,7 @@ def main() -> int:
             "rows": {"exposures": exposures.height, "outcomes": outcomes.height},
             "duplicate_entry_ids": exposures.height - exposures["entry_id"].n_unique(),
         },
-        "report": _finite(report),
+        "report": strict_json(report),
     }
     write_text(args.output, json.dumps(result, indent=2, allow_nan=False) + "\n")
     print(f"\nwrote {args.output}, {html}" + (f", {args.screenshot}" if browser else ""))
@@ -148,7 +147,7 @@ def report_again(args: argparse.Namespace) -> int:
     write_text(html, render_html(report))
     screenshot(html, args.screenshot)
     result = json.loads(args.output.read_text())
-    result["report"] = _finite(report)
+    result["report"] = strict_json(report)
     write_text(args.output, json.dumps(result, indent=2, allow_nan=False) + "\n")
     return 0
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +81,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pipelines.ab_drain import read_table
     from recsys.ab.html import render_html
-    from recsys.ab.report import analyse, render_text
+    from recsys.ab.report import analyse, render_text, strict_json
     from recsys.atomic import write_text
 
     experiment = _load(args.experiments).get(args.experiment)
@@ -93,23 +92,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     report = analyse(experiment, read_table(args.logs, "exposures"), read_table(args.logs, "outcomes"))
     print(render_text(report))
     if args.json is not None:
-        write_text(args.json, json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
+        write_text(args.json, json.dumps(strict_json(report), indent=2, allow_nan=False) + "\n")
         print(f"\nwrote {args.json}")
     if args.html is not None:
         write_text(args.html, render_html(report))
         print(f"wrote {args.html}")
     return 0
-
-
-def _finite(value: Any) -> Any:
-    """The report with NaN and infinities as null (strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -362,3 +362,14 @@ def render_text(report: dict[str, Any]) -> str:
             )
     out += ["", *report["verdict"]]
     return "\n".join(out)
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` (a report) with NaN and infinities as null, for strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
