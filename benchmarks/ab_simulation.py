@@ -30,7 +30,7 @@ from pathlib import Path
 
 import redis
 from _machine import machine
-from serve_load import free_port, wait_ready
+from serve_load import free_port, serve_command, wait_ready
 
 from pipelines.ab_drain import drain_redis, read_table
 from pipelines.ab_simulate import SimulationConfig, held_out, pre_period_records, simulate
@@ -83,18 +83,9 @@ def main() -> int:
         "RECSYS_API_KEYS": KEY,
         "RECSYS_CACHE_TTL_S": "3600",
     }
-    cmd = [
-        str(ROOT / ".venv" / "bin" / "recsys"),
-        "serve",
-        "--model-dir",
-        str(args.model_dir),
-        "--redis-url",
-        args.redis_url,
-        "--experiments",
-        str(args.experiments),
-        "--port",
-        str(port),
-    ]
+    cmd = serve_command(
+        args.model_dir, port, "--redis-url", args.redis_url, "--experiments", str(args.experiments)
+    )
     service = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz", service)

@@ -40,14 +40,13 @@ import numpy as np
 import polars as pl
 import redis
 from _machine import machine
-from serve_load import free_port, wait_ready
+from serve_load import free_port, serve_command, wait_ready
 
 from recsys.ab.log import stream_key
 from recsys.atomic import write_text
 from recsys.cache_keys import recent_key
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 KEY = "reliability-key"
 READS = ("recommendations", "rank")
 EXPERIMENTS = """
@@ -208,18 +207,7 @@ def start_service(
         "RECSYS_CACHE_TTL_S": "3600",
     }
     proc = subprocess.Popen(
-        [
-            str(ROOT / ".venv" / "bin" / "recsys"),
-            "serve",
-            "--model-dir",
-            str(model_dir),
-            "--port",
-            str(port),
-            "--experiments",
-            str(experiments),
-        ],
-        env=env,
-        stderr=subprocess.DEVNULL,
+        serve_command(model_dir, port, "--experiments", str(experiments)), env=env, stderr=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
     wait_ready(f"{base}/readyz", proc)

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import polars as pl
-from serve_load import ROOT, free_port, phase, wait_ready
+from serve_load import free_port, phase, serve_command, wait_ready
 
 
 def main() -> int:
@@ -39,15 +39,7 @@ def main() -> int:
             "RECSYS_KEY_PREFIX": f"serve-conc-{value}-{os.getpid()}",
             "RECSYS_MODEL_CONCURRENCY": value,
         }
-        cmd = [
-            str(ROOT / ".venv" / "bin" / "recsys"),
-            "serve",
-            "--model-dir",
-            str(args.model_dir),
-            "--port",
-            str(port),
-        ]
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(serve_command(args.model_dir, port), env=env, stderr=subprocess.DEVNULL)
         try:
             wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
             phase(port, f"concurrency {value}, warm-up", path, 5, 4, 10, start=0)

@@ -46,6 +46,19 @@ ROOT = HERE.parent
 LUA = HERE / "load" / "users.lua"
 
 
+def serve_command(model_dir: Path | str, port: int, *options: str) -> list[str]:
+    """The argv of ``recsys serve`` on ``model_dir`` at ``port`` (from this checkout's venv)."""
+    return [
+        str(ROOT / ".venv" / "bin" / "recsys"),
+        "serve",
+        "--model-dir",
+        str(model_dir),
+        "--port",
+        str(port),
+        *options,
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -171,18 +184,7 @@ def main() -> int:
     concurrency = args.model_concurrency or 1  # the service's default
     ours_port, ceiling_port = free_port(), free_port()
     uvicorn_flags = ["--log-level", "warning", "--no-access-log", "--workers", "1"]
-    ours = subprocess.Popen(
-        [
-            str(ROOT / ".venv" / "bin" / "recsys"),
-            "serve",
-            "--model-dir",
-            str(args.model_dir),
-            "--port",
-            str(ours_port),
-        ],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
+    ours = subprocess.Popen(serve_command(args.model_dir, ours_port), env=env, stderr=subprocess.DEVNULL)
     ceiling = subprocess.Popen(
         [
             sys.executable,

@@ -111,13 +111,6 @@ def _ties_before(row: np.ndarray, items: np.ndarray, values: np.ndarray, pairs: 
     """
     n = len(row)
     shared = np.unique(values[pairs])  # ascending
-    if len(shared) <= 4:  # usually 0 and -inf: a running count per value is cheaper than keys
-        out = np.zeros(len(pairs), dtype=np.int64)
-        for value in shared:
-            running = np.cumsum(row == value)  # copies of the value up to each item row
-            sel = values[pairs] == value
-            out[sel] = running[items[pairs[sel]]] - 1
-        return out
     code = np.minimum(np.searchsorted(shared, row), len(shared) - 1)
     members = np.flatnonzero(shared[code] == row)
     keys = np.sort(code[members] * n + members)
