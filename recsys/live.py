@@ -162,6 +162,7 @@ def _with_embeddings(
     emb[: scorer.item_embeddings.shape[0]] = scorer.item_embeddings
     emb[rows] = vectors
     out.item_embeddings, out._data = emb, data
+    out.item_bias = scorer.with_new_items(data.n_items)  # a new item: the prior of an unknown one
     return out
 
 

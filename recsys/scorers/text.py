@@ -9,7 +9,11 @@ Item texts are encoded once (cached on disk by ``recsys.text.cache``). The user 
   the user tower.
 
 ``checkpoint`` points at a folder written by ``recsys train-encoder``; the model and the user-side
-settings it was trained with are then read from it.
+settings it was trained with are then read from it, and the prior per item it learned (how much
+more often an item is chosen than its text match explains: its popularity) is added to the cosine.
+An item the checkpoint never saw in training (a held-out or newly added item) gets the prior of an
+item of unknown popularity (see ``EncoderTrainer.score_bias``); ``item_bias = false`` scores by the
+cosine alone.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from recsys.text.pairs import user_text
 
 USER_INPUTS = ("items", "text")
 CHECKPOINT_META = "encoder.json"
+ITEM_BIAS = "item_bias.parquet"  # item_id, bias (score units) for the items seen in training
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ class TextScorerConfig:
     user_max_length: int = 128
     separator: str = " | "
     checkpoint: str | None = None
+    item_bias: bool = True  # add the checkpoint's learned prior per item (when it has one)
+    item_bias_path: str | None = None  # set from the checkpoint
+    new_item_bias: float = 0.0  # set from the checkpoint: the prior of an item it never saw
     cache_dir: str | None = None  # None: $RECSYS_CACHE_DIR or ~/.cache/recsys
     progress: bool = False
 
@@ -86,8 +94,13 @@ def config_from_checkpoint(config: TextScorerConfig) -> TextScorerConfig:
         return config
     folder, meta = resolve_checkpoint(config.checkpoint)
     towers, user_side = meta["towers"], meta["scorer"]
+    bias = meta.get("item_bias") if config.item_bias else None
+    if bias is not None and not (folder / bias["file"]).exists():
+        raise ArtifactError(f"checkpoint {folder} is incomplete (missing {bias['file']})")
     return dataclasses.replace(
         config,
+        item_bias_path=str(folder / bias["file"]) if bias else None,
+        new_item_bias=float(bias["new_item"]) if bias else 0.0,
         model_path=str(folder / towers["item"]),
         user_model_path=str(folder / towers["user"]) if "user" in towers else None,
         **{
@@ -107,6 +120,8 @@ class TextScorer(Scorer):
         self._user_encoder: TextEncoder | None = None
         self.item_embeddings = np.zeros((0, 0), dtype=np.float32)
         self.embedding_info: dict[str, Any] = {}
+        self.item_bias: np.ndarray | None = None  # (n_items,) added to the cosine; None: none
+        self.new_item_bias = self.config.new_item_bias
 
     @property
     def user_encoder(self) -> TextEncoder:
@@ -127,14 +142,39 @@ class TextScorer(Scorer):
                 self.encoder, data.item_text, self.config.cache_dir, progress=self.config.progress
             )
         self._data = data
+        self.item_bias = self._load_bias(data) if self.config.item_bias_path else None
         return self
 
+    def _load_bias(self, data: TrainData) -> np.ndarray:
+        """The checkpoint's prior for each of ``data``'s items (matched by id); others get the new-item prior."""
+        import polars as pl
+
+        frame = pl.read_parquet(self.config.item_bias_path)
+        rows = data.items.index(frame["item_id"])
+        bias = np.full(data.n_items, self.new_item_bias, dtype=np.float32)
+        bias[rows[rows >= 0]] = frame["bias"].to_numpy()[rows >= 0]
+        return bias
+
+    def with_new_items(self, n_items: int) -> np.ndarray | None:
+        """The item bias grown to ``n_items`` (items added after training get the new-item prior)."""
+        if self.item_bias is None:
+            return None
+        out = np.full(n_items, self.new_item_bias, dtype=np.float32)
+        out[: len(self.item_bias)] = self.item_bias
+        return out
+
     def get_state(self) -> dict[str, np.ndarray]:
-        return {"item_embeddings": self.item_embeddings}
+        state = {"item_embeddings": self.item_embeddings}
+        if self.item_bias is not None:
+            state.update(item_bias=self.item_bias, new_item_bias=np.float32(self.new_item_bias))
+        return state
 
     def set_state(self, state: dict[str, np.ndarray], data: TrainData) -> TextScorer:
         self.item_embeddings = np.ascontiguousarray(state["item_embeddings"], dtype=np.float32)
         self.embedding_info, self._data = {"cache": "artifact"}, data
+        if "item_bias" in state and self.config.item_bias:
+            self.item_bias = np.asarray(state["item_bias"], dtype=np.float32)
+            self.new_item_bias = float(state["new_item_bias"])
         return self
 
     def user_vectors(self, users: np.ndarray) -> np.ndarray:
@@ -157,12 +197,17 @@ class TextScorer(Scorer):
         return vec / np.maximum(norms, 1e-12)
 
     def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
-        emb = self.item_embeddings if items is None else self.item_embeddings[items]
-        return user_item_scores(self.user_vectors(users), emb)
+        return self._scores(self.user_vectors(users), items)
 
     def _score_histories(self, histories: list[np.ndarray], items: np.ndarray | None) -> np.ndarray:
+        return self._scores(self.history_vectors(histories), items)
+
+    def _scores(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
         emb = self.item_embeddings if items is None else self.item_embeddings[items]
-        return user_item_scores(self.history_vectors(histories), emb)
+        scores = user_item_scores(users, emb)
+        if self.item_bias is not None:
+            scores += self.item_bias[None, :] if items is None else self.item_bias[items][None, :]
+        return scores
 
 
 class EncoderScorer(TextScorer):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 
 from recsys.atomic import atomic_writer, write_text
@@ -37,7 +38,7 @@ from recsys.data.split import Split, make_split
 from recsys.data.train_data import TrainData
 from recsys.errors import ArtifactError, ConfigError
 from recsys.evaluation.protocol import evaluate
-from recsys.scorers.text import CHECKPOINT_META, TextScorer, TextScorerConfig
+from recsys.scorers.text import CHECKPOINT_META, ITEM_BIAS, TextScorer, TextScorerConfig
 from recsys.text.encoder import weights_digest
 from recsys.text.losses import InfoNCELoss
 from recsys.text.model import TwoTower
@@ -148,6 +149,7 @@ class EncoderTrainer:
         self.best: dict[str, Any] = {"ndcg@10": -1.0, "step": -1}
         self.bad_evals = 0
         self.head_done = False
+        self.item_bias: torch.Tensor | None = None  # stage 1's learned prior per item (logit units)
         self.history: list[dict[str, Any]] = []
 
     # ----- data -------------------------------------------------------------------------------
@@ -350,9 +352,28 @@ class EncoderTrainer:
         if cfg.head_mix < 1.0:
             with torch.no_grad():
                 head.weight.mul_(cfg.head_mix).add_(identity, alpha=1.0 - cfg.head_mix)
+        self.item_bias = bias.detach().clone() if cfg.head_item_bias else None
         self.head_done = True
         self.elapsed += time.perf_counter() - t0
         log.info("projection trained in %.0fs (%d epochs)", time.perf_counter() - t0, cfg.head_epochs)
+
+    def score_bias(self) -> tuple[np.ndarray, float] | None:
+        """Stage 1's item bias in score units (τ·b, added to the cosine) for every item with a
+        training interaction, and the bias a never-seen item gets, or None without one.
+
+        A new item's popularity is unknown; ranking by p(i | u) ∝ exp(s/τ + b_i), its expected
+        factor is E[exp(b)] over the items we know, so it gets τ·log mean exp(b): about the 60th
+        percentile here, above the median because popularity is skewed (benchmarks/RESULTS.md).
+        """
+        if self.item_bias is None:
+            return None
+        seen = self.data.item_counts > 0
+        b = self.item_bias.cpu().numpy().astype(np.float64)
+        known = b[seen]
+        top = known.max() if len(known) else 0.0
+        prior = float(top + np.log(np.mean(np.exp(known - top)))) if len(known) else 0.0
+        tau = self.config.temperature
+        return (np.where(seen, b, prior) * tau).astype(np.float32), prior * tau
 
     def refresh_bank(self, embeddings: np.ndarray | None = None) -> None:
         """Re-encode the catalogue for the negative bank (or take embeddings just computed)."""
@@ -406,6 +427,9 @@ class EncoderTrainer:
         if cfg.bank_refresh:
             self.refresh_bank(embeddings)
         scorer = _LiveScorer(scorer_cfg, self).fit(self.data, item_embeddings=embeddings)
+        bias = self.score_bias()
+        if bias is not None:
+            scorer.item_bias, scorer.new_item_bias = bias
         return evaluate(scorer, self.data, self.eval_split, ks=(10, 50), coverage_k=()).metrics
 
     def _meta(self, metrics: dict[str, float]) -> dict[str, Any]:
@@ -430,6 +454,14 @@ class EncoderTrainer:
         shutil.rmtree(tmp, ignore_errors=True)
         towers = self.model.export(tmp, self.tokenizer)
         meta = {**self._meta(metrics), "towers": towers}
+        bias = self.score_bias()
+        if bias is not None:
+            seen = self.data.item_counts > 0
+            frame = pl.DataFrame(
+                {"item_id": self.data.items.ids.filter(pl.Series(seen)), "bias": bias[0][seen]}
+            )
+            frame.write_parquet(tmp / ITEM_BIAS)
+            meta["item_bias"] = {"file": ITEM_BIAS, "new_item": bias[1], "items": int(seen.sum())}
         write_text(tmp / CHECKPOINT_META, json.dumps(meta, indent=1))
         final = self.run_dir / name
         shutil.rmtree(final, ignore_errors=True)
@@ -460,6 +492,7 @@ class EncoderTrainer:
             "data_fingerprint": self.data.fingerprint,
             "torch_rng": torch.get_rng_state(),
             "bank": (self.bank.cpu(), self.bank_step) if self.bank is not None else None,
+            "item_bias": self.item_bias.cpu() if self.item_bias is not None else None,
         }
         with atomic_writer(self.run_dir / "state.pt") as fh:
             torch.save(state, fh)
@@ -481,6 +514,8 @@ class EncoderTrainer:
             setattr(self, key, value)
         self.best, self.history = state["best"], state["history"]
         torch.set_rng_state(state["torch_rng"])
+        if state.get("item_bias") is not None:
+            self.item_bias = state["item_bias"].to(self.device)
         if state.get("bank") is not None:
             self.bank, self.bank_step = state["bank"][0].to(self.device), state["bank"][1]
         log.info(
