@@ -23,7 +23,7 @@ from _machine import machine
 
 from pipelines.train import TrainJob, run_training, test_recommender, trained_models
 from recsys.artifacts import load_recommender
-from recsys.config import apply_overrides, load_toml
+from recsys.config import load_toml
 from recsys.data import load_amazon_scientific
 from recsys.evaluation import evaluate
 from recsys.evaluation.report import format_table, write_json
@@ -51,26 +51,9 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "hybrid.json")
     args = parser.parse_args()
 
-    config = apply_overrides(
-        {
-            "recommender": {},
-            "encoder": {},
-            "sasrec": {},
-            "ranker": {},
-            **(load_toml(args.config) if args.config else {}),
-        },
-        args.set,
-    )
-    recommender = dict(config["recommender"])
-    if config["ranker"]:
-        recommender["ranker"] = {**recommender.get("ranker", {}), **config["ranker"]}
     dataset = load_amazon_scientific(args.data_dir)
-    job = TrainJob(
-        out=args.out,
-        recommender=recommender,
-        encoder=config["encoder"],
-        sasrec=config["sasrec"],
-        progress=False,
+    job = TrainJob.from_config(
+        load_toml(args.config) if args.config else {}, args.out, args.set, progress=False
     )
     t0 = time.perf_counter()
     report: dict = {}

@@ -27,7 +27,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from serve_load import free_port, serve_command, wait_ready
 from recsys.ab.log import stream_key
 from recsys.atomic import write_text
 from recsys.cache_keys import recent_key
+from serving.local_redis import RedisProcess
 
 HERE = Path(__file__).resolve().parent
 KEY = "reliability-key"
@@ -61,53 +61,6 @@ salt = "reliability-1"
   name = "hybrid"
   weight = 0.5
 """
-
-
-class RedisServer:
-    def __init__(self, folder: Path) -> None:
-        self.port, self.folder = free_port(), folder
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.folder),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    if redis.Redis.from_url(self.url).ping():
-                        return
-            except (OSError, redis.RedisError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)  # a clean shutdown: the AOF is complete
-            self.proc.wait(timeout=30)
-            self.proc = None
 
 
 class Traffic:
@@ -246,7 +199,7 @@ def load_pool(model_dir: Path) -> tuple[list[str], list[str]]:
 
 def faults(args: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="faults-"))
-    server = RedisServer(tmp)
+    server = RedisProcess(tmp, durable=True)
     server.start()
     prefix = f"faults-{os.getpid()}"
     proc, base = start_service(args.model_dir, server.url, tmp, prefix)

@@ -26,7 +26,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ import redis
 from _machine import machine
 
 from recsys.atomic import write_text
+from serving.local_redis import free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -57,12 +57,6 @@ def serve_command(model_dir: Path | str, port: int, *options: str) -> list[str]:
         str(port),
         *options,
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,25 @@ class TrainJob:
     # user's last event) here, to serve held-out users in an A/B simulation (``recsys ab simulate``).
     holdout_out: Path | None = None
     progress: bool = True
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], out: Path, overrides: Sequence[str] = (), **options: Any
+    ) -> TrainJob:
+        """A job from a TOML document's sections (``[recommender]``, ``[ranker]``, ``[encoder]``,
+        ``[sasrec]``) with ``SECTION.KEY=VALUE`` overrides; ``[ranker]`` joins the recommender's."""
+        from recsys.config import apply_overrides
+
+        check_sections(config)
+        merged = apply_overrides(
+            {"recommender": {}, "encoder": {}, "sasrec": {}, "ranker": {}, **config}, list(overrides)
+        )
+        recommender = dict(merged["recommender"])
+        if merged["ranker"]:
+            recommender["ranker"] = {**recommender.get("ranker", {}), **merged["ranker"]}
+        return cls(
+            out=out, recommender=recommender, encoder=merged["encoder"], sasrec=merged["sasrec"], **options
+        )
 
     @property
     def work(self) -> Path:

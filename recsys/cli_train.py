@@ -191,21 +191,12 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pipelines.train import TrainJob, check_sections, run_training
+    from pipelines.train import TrainJob, run_training
 
-    config = load_toml(args.config) if args.config else {}
-    check_sections(config)
-    config = apply_overrides(
-        {"recommender": {}, "encoder": {}, "sasrec": {}, "ranker": {}, **config}, list(args.set)
-    )
-    recommender = dict(config["recommender"])
-    if config["ranker"]:
-        recommender["ranker"] = {**recommender.get("ranker", {}), **config["ranker"]}
-    job = TrainJob(
-        out=args.out,
-        recommender=recommender,
-        encoder=config["encoder"],
-        sasrec=config["sasrec"],
+    job = TrainJob.from_config(
+        load_toml(args.config) if args.config else {},
+        args.out,
+        list(args.set),
         work_dir=args.work_dir,
         evaluate=args.evaluate,
         holdout_out=args.holdout_artifact,

@@ -146,7 +146,7 @@ class TextScorer(Scorer):
         return self
 
     def _load_bias(self, data: TrainData) -> np.ndarray:
-        """The checkpoint's prior for each of ``data``'s items (matched by id); others get the new-item prior."""
+        """The checkpoint's prior for each of ``data``'s items (by id); others get the new-item prior."""
         import polars as pl
 
         frame = pl.read_parquet(self.config.item_bias_path)
@@ -164,9 +164,9 @@ class TextScorer(Scorer):
         return out
 
     def get_state(self) -> dict[str, np.ndarray]:
-        state = {"item_embeddings": self.item_embeddings}
+        state: dict[str, np.ndarray] = {"item_embeddings": self.item_embeddings}
         if self.item_bias is not None:
-            state.update(item_bias=self.item_bias, new_item_bias=np.float32(self.new_item_bias))
+            state.update(item_bias=self.item_bias, new_item_bias=np.array(self.new_item_bias, np.float32))
         return state
 
     def set_state(self, state: dict[str, np.ndarray], data: TrainData) -> TextScorer:

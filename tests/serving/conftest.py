@@ -2,18 +2,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
+from serving import local_redis
 from serving.app import create_app
+from serving.local_redis import RedisProcess
 from serving.settings import Settings
 
 REDIS_URL = os.environ.get("RECSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -21,10 +19,7 @@ KEY = "test-key"
 
 
 def redis_available(url: str = REDIS_URL) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_timeout=0.5).ping())
-    except redis.RedisError:
-        return False
+    return local_redis.redis_available(url)
 
 
 @pytest.fixture(scope="session")
@@ -66,52 +61,6 @@ def redis_client(hybrid_artifact, redis_url) -> Iterator[TestClient]:
 def memory_client(hybrid_artifact) -> Iterator[TestClient]:
     with client_for(make_settings(hybrid_artifact, None)) as client:
         yield client
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisProcess:
-    """A private redis-server that a test may stop and start again."""
-
-    def __init__(self, tmp_path) -> None:
-        self.port, self.dir = _free_port(), tmp_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not redis_available(self.url):
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
 
 
 @pytest.fixture

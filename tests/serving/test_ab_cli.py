@@ -12,7 +12,8 @@ import urllib.request
 
 import pytest
 
-from tests.serving.conftest import KEY, _free_port
+from serving.local_redis import free_port
+from tests.serving.conftest import KEY
 from tests.serving.test_ab_serving import write_experiments
 
 
@@ -27,7 +28,7 @@ def test_simulate_drain_report_through_the_running_service(hybrid_artifact, synt
     synthetic.interactions.drop("seq").write_parquet(events)
     experiments = write_experiments(tmp_path / "exp.toml")
     assert recsys("ab", "check", str(experiments), "--model-dir", str(hybrid_artifact)).returncode == 0
-    log_dir, port = tmp_path / "ab-log", _free_port()
+    log_dir, port = tmp_path / "ab-log", free_port()
     env = {
         **os.environ,
         "RECSYS_API_KEYS": KEY,

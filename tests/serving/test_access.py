@@ -14,7 +14,8 @@ import urllib.request
 
 import pytest
 
-from tests.serving.conftest import KEY, _free_port, client_for, make_settings
+from serving.local_redis import free_port
+from tests.serving.conftest import KEY, client_for, make_settings
 
 WRONG = "wrong-key-7f3a9c-do-not-log"
 WRITES = [
@@ -83,7 +84,7 @@ def test_the_service_runs_as_an_unprivileged_user(hybrid_artifact):
         os.chmod(root, 0o755)
         for name in files:
             os.chmod(os.path.join(root, name), 0o644)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RECSYS_API_KEYS": KEY, "HOME": "/nonexistent", "RECSYS_AB_LOG_DIR": "/nonexistent"}
     env.pop("RECSYS_REDIS_URL", None)
     proc = subprocess.Popen(

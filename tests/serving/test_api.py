@@ -326,11 +326,11 @@ def test_recsys_serve_reloads_on_sighup(hybrid_artifact, tmp_path):
     import sys
     import urllib.request
 
-    from tests.serving.conftest import _free_port
+    from serving.local_redis import free_port
 
     folder = tmp_path / "model"
     shutil.copytree(hybrid_artifact, folder)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RECSYS_API_KEYS": KEY}
     env.pop("RECSYS_REDIS_URL", None)
     log = tmp_path / "serve.log"

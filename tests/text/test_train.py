@@ -190,9 +190,7 @@ def test_item_prior_is_kept_with_the_checkpoint_and_new_items_get_the_unknown_pr
     np.testing.assert_allclose(with_bias.item_bias, bias, atol=1e-6)
     assert plain.item_bias is None
     users = np.arange(5)
-    np.testing.assert_allclose(
-        with_bias.score(users), plain.score(users) + bias[None, :], atol=1e-5
-    )
+    np.testing.assert_allclose(with_bias.score(users), plain.score(users) + bias[None, :], atol=1e-5)
     # The bias travels in the artifact state, and an item added later gets the unknown prior.
     state = with_bias.get_state()
     again = TextScorer(checkpoint=str(tmp_path / "run")).set_state(state, trainer.data)
