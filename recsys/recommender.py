@@ -155,9 +155,11 @@ class Recommender:
         that gives each row's place in it (so reasons need not convert the frame again)."""
         if ranking == "hybrid":
             x = self.ranker.matrix(frame)
-            return frame.with_columns(
-                pl.Series("score", self.ranker.predict_array(x)),
-                pl.Series("_pos", np.arange(frame.height, dtype=np.int64)),
+            return frame.hstack(
+                [
+                    pl.Series("score", self.ranker.predict_array(x)),
+                    pl.Series("_pos", np.arange(frame.height, dtype=np.int64)),
+                ]
             ), x
         column = f"{ranking}_score"
         if column not in frame.columns:

@@ -69,6 +69,10 @@ def full_ranks(scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
+# Largest (shared values × items) compared as one table in ``_ties_before``; above it, binary search.
+TIE_TABLE_MAX = 1 << 19
+
+
 def pair_ranks(scores: np.ndarray, ascending: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
     """``full_ranks(scores)[rows, items]`` from each row's sorted scores (``ascending``).
 
@@ -111,9 +115,14 @@ def _ties_before(row: np.ndarray, items: np.ndarray, values: np.ndarray, pairs: 
     """
     n = len(row)
     shared = np.unique(values[pairs])  # ascending
-    code = np.minimum(np.searchsorted(shared, row), len(shared) - 1)
-    members = np.flatnonzero(shared[code] == row)
-    keys = np.sort(code[members] * n + members)
+    if len(shared) * n <= TIE_TABLE_MAX:
+        # Few shared values (the usual case): one comparison per (value, item) lists the keys in
+        # order, cheaper than a binary search per item and a sort.
+        keys = np.flatnonzero(shared[:, None] == row[None, :])
+    else:
+        code = np.minimum(np.searchsorted(shared, row), len(shared) - 1)
+        members = np.flatnonzero(shared[code] == row)
+        keys = np.sort(code[members] * n + members)
     pair_code = np.searchsorted(shared, values[pairs])
     block = np.searchsorted(keys, pair_code * n)
     return np.searchsorted(keys, pair_code * n + items[pairs]) - block

@@ -13,6 +13,8 @@ affinity (the share of the user's history in the candidate's category / brand), 
 
 from __future__ import annotations
 
+import functools
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -211,14 +213,10 @@ def build_features(
         cols[f"{name}_rank"] = chunk.rank_of(name, rows, items)
         best = chunk.scores[name].max(axis=1) if len(rows) else np.zeros(0, np.float32)
         cols[f"_{name}_best"] = np.where(np.isfinite(best), best, np.nan).astype(np.float32)[rows]
-    # Text similarity to the recent items: (U, N_RECENT, n_items) per chunk would be large, so gather
-    # per pair from (P, d) · (P, N_RECENT, d).
+    # Text similarity to the recent items: each user's candidates (rows are grouped by user) times
+    # their recent items' vectors, one small product per user.
     emb = side.embeddings
-    sims = np.full((len(rows), N_RECENT), np.nan, dtype=np.float32)
-    for j in range(N_RECENT):
-        prev = recent[rows, j]
-        ok = prev >= 0
-        sims[ok, j] = np.einsum("pd,pd->p", emb[items[ok]], emb[prev[ok]])
+    sims = _recent_similarities(emb, rows, items, recent)
     cols["sim_last"] = sims[:, 0]
     counted = (~np.isnan(sims)).sum(axis=1)
     cols["sim_max"] = np.where(counted > 0, np.nan_to_num(sims, nan=-2.0).max(axis=1, initial=-2.0), np.nan)
@@ -245,26 +243,48 @@ def build_features(
     cols["history_length"] = lengths[rows]
     hist_rows = np.repeat(np.arange(len(chunk.histories)), lengths)
     hist_items = np.concatenate(chunk.histories) if len(hist_rows) else np.zeros(0, np.int64)
-    seen = sp.csr_matrix(
-        (np.ones(len(hist_rows), np.int8), (hist_rows, hist_items)), shape=(len(lengths), len(emb))
-    )
-    cols["repeat"] = (np.asarray(seen[rows, items]).ravel() > 0).astype(np.int8)
+    n = max(len(emb), int(items.max(initial=0)) + 1)
+    cols["repeat"] = np.isin(rows * n + items, hist_rows * n + hist_items).astype(np.int8)
     cols["category"] = side.category[items]
     cols["brand"] = side.brand[items]
     for kind, codes in (("category", side.category), ("brand", side.brand)):
         cols[f"{kind}_count"] = _history_counts(hist_rows, codes[hist_items], rows, codes[items])
+    # Eager, not lazy: for a request's few hundred rows the query planner costs more than it saves.
     return (
         pl.DataFrame(cols)
-        .lazy()
-        .with_columns(
-            *[gap_to_best(name) for name in chunk.scores],
-            *[from_source(name, n) for name, n in depth.items()],
-            affinity("category"),
-            affinity("brand"),
-        )
+        .with_columns(*derived_features(tuple(chunk.scores), tuple(depth.items())))
         .drop([f"_{name}_best" for name in chunk.scores])
-        .collect()
     )
+
+
+@functools.lru_cache(maxsize=64)
+def derived_features(scorers: tuple[str, ...], depth: tuple[tuple[str, int], ...]) -> tuple[pl.Expr, ...]:
+    """The expressions over the raw columns (built once per configuration)."""
+    return (
+        *[gap_to_best(name) for name in scorers],
+        *[from_source(name, n) for name, n in depth],
+        affinity("category"),
+        affinity("brand"),
+    )
+
+
+def _recent_similarities(
+    emb: np.ndarray, rows: np.ndarray, items: np.ndarray, recent: np.ndarray
+) -> np.ndarray:
+    """(P, N_RECENT) cosine of each pair's item to its user's recent items (NaN where none)."""
+    sims = np.full((len(rows), recent.shape[1]), np.nan, dtype=np.float32)
+    if not len(rows):
+        return sims
+    order = np.argsort(rows, kind="stable")  # candidates come grouped by user; this keeps it general
+    starts = np.r_[0, np.flatnonzero(np.diff(rows[order])) + 1, len(order)]
+    for a, b in itertools.pairwise(starts):
+        idx = order[a:b]
+        prev = recent[rows[idx[0]]]
+        ok = prev >= 0
+        if ok.any():
+            block = emb[items[idx]] @ emb[prev[ok]].T  # (pairs of this user, its recent items)
+            sims[idx[:, None], np.flatnonzero(ok)[None, :]] = block
+    return sims
 
 
 def feature_names(scorers: list[str], depth: dict[str, int]) -> list[str]:

@@ -151,7 +151,13 @@ class Ranker:
 
     def matrix(self, frame: pl.DataFrame) -> np.ndarray:
         """(rows, features) float32: the model's input columns of ``frame``, in order."""
-        return frame.select(self.features).to_numpy().astype(np.float32, copy=False)
+        # Column by column: a few hundred rows (a request) convert several times faster this way
+        # than through select().to_numpy(); nulls become NaN (LightGBM's missing) either way.
+        if not frame.height:
+            return np.zeros((0, len(self.features)), np.float32)
+        return np.column_stack([frame.get_column(f).to_numpy() for f in self.features]).astype(
+            np.float32, copy=False
+        )
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         return self.predict_array(self.matrix(frame))

@@ -121,7 +121,7 @@ def _sentence(rec: Recommender, fam: str, item: int, recent: np.ndarray) -> str 
         sims = side.embeddings[recent] @ side.embeddings[item]
         return f"similar to {rec.title(int(recent[int(np.argmax(sims))]))} you viewed"
     if fam == "after" and len(recent):
-        counts = np.asarray(side.transitions[recent, item].todense()).ravel()
+        counts = side.transition_counts(recent, np.full(len(recent), item))
         if counts.max() > 0:
             return f"often bought after {rec.title(int(recent[int(np.argmax(counts))]))}"
         return None

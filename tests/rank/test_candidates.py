@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recsys.rank import candidates
 from recsys.rank.candidates import ScoredChunk, full_ranks
 
 
@@ -12,14 +13,19 @@ def _chunk(scores: np.ndarray) -> ScoredChunk:
     return ScoredChunk([np.zeros(0, np.int64)] * len(scores), {"s": scores}, {"s": scores})
 
 
-@pytest.mark.parametrize("kind", ["distinct", "integer ties", "all equal", "mostly -inf"])
-def test_pair_ranks_and_top_equal_full_ranks(kind: str) -> None:
+@pytest.mark.parametrize("kind", ["distinct", "integer ties", "many tied values", "all equal", "mostly -inf"])
+@pytest.mark.parametrize("table", [True, False])
+def test_pair_ranks_and_top_equal_full_ranks(kind: str, table: bool, monkeypatch) -> None:
+    if not table:  # every tied row through the sorted-keys path
+        monkeypatch.setattr(candidates, "TIE_TABLE_MAX", 0)
     rng = np.random.default_rng(7)
     shape = (5, 997)
     if kind == "distinct":
         scores = rng.standard_normal(shape).astype(np.float32)
     elif kind == "integer ties":  # popularity counts: most items share a score with others
         scores = np.floor(rng.exponential(2.0, shape)).astype(np.float32)
+    elif kind == "many tied values":  # hundreds of shared values in a row: the sorted-keys path
+        scores = np.floor(rng.uniform(0, 300, shape)).astype(np.float32)
     elif kind == "all equal":
         scores = np.ones(shape, dtype=np.float32)
     else:
