@@ -102,6 +102,13 @@ class ModelHolder:
         self._pending: list[_Pending] = []
         self._draining = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # Adaptive batching (see ``_gather``): how many lists are being asked for at once.
+        self.gather_window = 1.0  # seconds over which the peak number of waiting requests is kept
+        self.max_gather = 0.008  # longest wait for the rest of a batch, seconds (also ≤ half a pass)
+        self._waiting = 0  # requests inside ``recommend``
+        self._peak = (0, 0.0)  # (most requests inside ``recommend`` at once recently, when seen)
+        self._last_pass = 0.0  # seconds the last model pass took
+        self._arrived = asyncio.Event()
 
     async def run(self, fn: Callable[[], T]) -> T:
         """``fn()`` on a model thread."""
@@ -122,18 +129,53 @@ class ModelHolder:
         per (recommender, k, filters, reasons, ranking): under load a thread serves several
         users in one pass, which costs far less than one pass each."""
         key = (id(rec), k, filters, with_reasons, ranking)
-        future: asyncio.Future[tuple[list[Recommendation], str]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[list[Recommendation], str]] = loop.create_future()
         self._pending.append(_Pending(rec, key, user_id, recent, future))
+        self._waiting += 1
+        now = loop.time()
+        if self._waiting >= self._peak[0] or now - self._peak[1] > self.gather_window:
+            self._peak = (self._waiting, now)
+        self._arrived.set()
         if self._draining < self.model_concurrency:
             self._draining += 1
-            task = asyncio.get_running_loop().create_task(self._drain())
+            task = loop.create_task(self._drain())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return await future
+        try:
+            return await future
+        finally:
+            self._waiting -= 1
+
+    async def _gather(self) -> None:
+        """Before a pass, wait briefly for the batch to fill when more requests are expected.
+
+        Clients that each wait for their answer before asking again (a backend's worker pool)
+        otherwise settle into groups that alternate: while one group's pass runs, the next group
+        queues, so each request waits for a whole pass before its own. When recently as many as
+        ``peak`` requests were waiting at once and fewer are queued now, the ones just answered are
+        about to ask again: waiting up to ``max_gather`` (and at most half a pass) for them makes
+        one pass of all, which costs far less than two. Under steady load from more clients than a
+        batch holds, or from one client, nothing waits."""
+        loop = asyncio.get_running_loop()
+        peak, seen = self._peak
+        if loop.time() - seen > self.gather_window:
+            return
+        deadline = loop.time() + min(self.max_gather, 0.5 * self._last_pass)
+        while len(self._pending) < min(peak, self.max_batch):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
 
     async def _drain(self) -> None:
         try:
             while self._pending:
+                await self._gather()
                 first = self._pending[0]
                 batch = [p for p in self._pending if p.key == first.key][: self.max_batch]
                 taken = {id(p) for p in batch}
@@ -145,10 +187,12 @@ class ModelHolder:
     async def _answer(self, batch: list[_Pending]) -> None:
         _, k, filters, with_reasons, ranking = batch[0].key
         rec, requests = batch[0].rec, [(p.user_id, p.recent) for p in batch]
+        t0 = time.perf_counter()
         try:
             results = await self.run(
                 lambda: rec.recommend_users(requests, k, filters, with_reasons=with_reasons, ranking=ranking)
             )
+            self._last_pass = time.perf_counter() - t0
         except Exception as exc:
             if len(batch) == 1:
                 if not batch[0].future.done():
