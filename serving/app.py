@@ -84,6 +84,7 @@ async def _variant_holders(
     concurrency: int,
     limiter: anyio.CapacityLimiter,
     compile_ranker: bool = False,
+    batch_wait_s: float = 0.008,
 ) -> dict[str, ModelHolder]:
     """A holder per other artifact the variants name, sharing the main model's thread limit."""
     holders: dict[str, ModelHolder] = {}
@@ -91,7 +92,7 @@ async def _variant_holders(
         for v in e.variants:
             if v.model_dir is None or str(v.model_dir) in holders:
                 continue
-            h = ModelHolder(store, threads, concurrency, compile_ranker)
+            h = ModelHolder(store, threads, concurrency, compile_ranker, batch_wait_s)
             h.limiter = limiter
             state = await h.load(v.model_dir)
             if v.ranking != "hybrid" and v.ranking not in state.recommender.scorers:
@@ -122,7 +123,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reconnect_max_s=settings.reconnect_max_s,
         )
         holder = ModelHolder(
-            store, settings.model_threads, settings.model_concurrency, settings.compile_ranker
+            store,
+            settings.model_threads,
+            settings.model_concurrency,
+            settings.compile_ranker,
+            settings.batch_wait_ms / 1000,
         )
         if settings.model_dir is None:
             raise ArtifactError("no model to serve: set RECSYS_MODEL_DIR or pass --model-dir")
@@ -140,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.model_concurrency,
                 holder.limiter,
                 settings.compile_ranker,
+                settings.batch_wait_ms / 1000,
             )
             ablog = ExperimentLog(
                 redis_client=store.client if isinstance(store, RedisStore) else None,

@@ -89,7 +89,12 @@ class ModelHolder:
     """
 
     def __init__(
-        self, store: Store, model_threads: int = 1, model_concurrency: int = 1, compile_ranker: bool = False
+        self,
+        store: Store,
+        model_threads: int = 1,
+        model_concurrency: int = 1,
+        compile_ranker: bool = False,
+        batch_wait_s: float = 0.008,
     ) -> None:
         self.store = store
         self.compile_ranker = compile_ranker
@@ -104,7 +109,7 @@ class ModelHolder:
         self._tasks: set[asyncio.Task[None]] = set()
         # Adaptive batching (see ``_gather``): how many lists are being asked for at once.
         self.gather_window = 1.0  # seconds over which the peak number of waiting requests is kept
-        self.max_gather = 0.008  # longest wait for the rest of a batch, seconds (also ≤ half a pass)
+        self.max_gather = batch_wait_s  # longest wait for the rest of a batch (also ≤ half a pass)
         self._waiting = 0  # requests inside ``recommend``
         self._peak = (0, 0.0)  # (most requests inside ``recommend`` at once recently, when seen)
         self._last_pass = 0.0  # seconds the last model pass took

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         ge=1,
         description="model calls computed at once per worker (1: one pass at a time, batching the rest)",
     )
+    batch_wait_ms: float = Field(
+        default=8.0,
+        ge=0,
+        description="longest wait for a batch to fill when more requests are expected (0: never wait)",
+    )
     compile_ranker: bool = Field(
         default=True,
         description="compile the ranker's trees to native code at load (lleaves; cached per machine)",
