@@ -160,8 +160,9 @@ class ModelHolder:
         queues, so each request waits for a whole pass before its own. When recently as many as
         ``peak`` requests were waiting at once and fewer are queued now, the ones just answered are
         about to ask again: waiting up to ``max_gather`` (and at most half a pass) for them makes
-        one pass of all, which costs far less than two. Under steady load from more clients than a
-        batch holds, or from one client, nothing waits."""
+        one pass of all, which costs far less than two. A wait that the batch did not fill lowers
+        the expectation to what came. Under steady load from more clients than a batch holds, or
+        from one client, nothing waits."""
         loop = asyncio.get_running_loop()
         peak, seen = self._peak
         if loop.time() - seen > self.gather_window:
@@ -170,12 +171,15 @@ class ModelHolder:
         while len(self._pending) < min(peak, self.max_batch):
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return
+                break
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
             except TimeoutError:
-                return
+                break
+        if len(self._pending) < min(peak, self.max_batch):
+            # Nobody came: fewer clients than the peak remain. Expect what is here now.
+            self._peak = (self._waiting, loop.time())
 
     async def _drain(self) -> None:
         try:
