@@ -75,3 +75,22 @@ def test_bad_new_items_are_refused(rec):
         upsert_items(rec, pl.DataFrame({"item_id": ["x"], "price": ["3"]}))  # no text field
     with pytest.raises(DataError):
         similar_items(rec, "I000001", 5, by="colour")
+
+
+def test_a_new_item_gets_the_fine_tuned_encoders_prior_of_an_unknown_item(rec, encoder_checkpoint, tmp_path):
+    from recsys.recommender import Recommender
+    from recsys.scorers.text import TextScorer
+
+    encoder = TextScorer(checkpoint=str(encoder_checkpoint), cache_dir=str(tmp_path)).fit(rec.data)
+    assert encoder.item_bias is not None and len(encoder.item_bias) == rec.data.n_items
+    with_encoder = Recommender(
+        rec.config, rec.data, {**rec.scorers, "encoder": encoder}, rec.ranker, rec.side
+    )
+    grown = upsert_items(with_encoder, _new_items(rec, 5, 6)).scorers["encoder"]
+    assert isinstance(grown, TextScorer) and grown.item_bias is not None
+    np.testing.assert_array_equal(grown.item_bias[: rec.data.n_items], encoder.item_bias)
+    assert grown.item_bias[-2:].tolist() == pytest.approx([encoder.new_item_bias] * 2)
+    # Its score is the cosine to the user plus that prior, like any never-seen item.
+    users = np.arange(3)
+    cosine = grown.user_vectors(users) @ grown.item_embeddings[-2:].T
+    np.testing.assert_allclose(grown.score(users)[:, -2:], cosine + encoder.new_item_bias, atol=1e-5)
