@@ -26,7 +26,9 @@ settings (environment; the options below set the first three):
   RECSYS_MODEL_DIR, RECSYS_REDIS_URL (or REDIS_URL; unset: in-process cache), RECSYS_API_KEYS
   (comma-separated; unset: writes refused), RECSYS_CACHE_TTL_S=600, RECSYS_MAX_K=100,
   RECSYS_MAX_CANDIDATES=1000, RECSYS_MAX_CONTEXT=100, RECSYS_MAX_EVENTS=1000,
-  RECSYS_MAX_BODY_BYTES=1000000, RECSYS_WITH_REASONS=true, RECSYS_MODEL_THREADS=1
+  RECSYS_MAX_BODY_BYTES=1000000, RECSYS_WITH_REASONS=true, RECSYS_MODEL_THREADS=1,
+  RECSYS_MODEL_CONCURRENCY=1, RECSYS_BATCH_WAIT_MS=8 (how long a pass waits for its batch to fill
+  when more requests are expected; 0: never)
 
 example:
   RECSYS_API_KEYS=change-me recsys serve --model-dir artifacts/scientific --redis-url redis://127.0.0.1:6379/0
