@@ -87,10 +87,7 @@ def pair_ranks(scores: np.ndarray, ascending: np.ndarray, rows: np.ndarray, item
     n = scores.shape[1]
     values = scores[rows, items]
     tied = np.zeros(len(rows), dtype=bool)
-    order = np.argsort(rows, kind="stable")
-    bounds = np.r_[0, np.flatnonzero(np.diff(rows[order])) + 1, len(order)]
-    for a, b in itertools.pairwise(bounds):
-        idx = order[a:b]
+    for idx in row_groups(rows):
         row = ascending[rows[idx[0]]]
         lo = np.searchsorted(row, values[idx], side="left")  # the first copy of the value
         shared = row[np.minimum(lo + 1, n - 1)] == values[idx]  # a second copy follows it
@@ -105,6 +102,13 @@ def pair_ranks(scores: np.ndarray, ascending: np.ndarray, rows: np.ndarray, item
         for r in np.unique(rows[pairs]):
             out[pairs[rows[pairs] == r]] += _ties_before(scores[r], items, values, pairs[rows[pairs] == r])
     return out.astype(np.int32)
+
+
+def row_groups(rows: np.ndarray) -> list[np.ndarray]:
+    """Positions of ``rows`` grouped by value (ascending), each group in its original order."""
+    order = np.argsort(rows, kind="stable")
+    bounds = np.r_[0, np.flatnonzero(np.diff(rows[order])) + 1, len(order)]
+    return [order[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def _ties_before(row: np.ndarray, items: np.ndarray, values: np.ndarray, pairs: np.ndarray) -> np.ndarray:

@@ -14,7 +14,6 @@ affinity (the share of the user's history in the candidate's category / brand), 
 from __future__ import annotations
 
 import functools
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +22,7 @@ import scipy.sparse as sp
 
 from recsys.data.train_data import TrainData
 from recsys.errors import ConfigError
-from recsys.rank.candidates import ScoredChunk
+from recsys.rank.candidates import ScoredChunk, row_groups
 from recsys.scorers.base import Scorer
 
 N_RECENT = 5  # recent items compared by text similarity
@@ -275,10 +274,7 @@ def _recent_similarities(
     sims = np.full((len(rows), recent.shape[1]), np.nan, dtype=np.float32)
     if not len(rows):
         return sims
-    order = np.argsort(rows, kind="stable")  # candidates come grouped by user; this keeps it general
-    starts = np.r_[0, np.flatnonzero(np.diff(rows[order])) + 1, len(order)]
-    for a, b in itertools.pairwise(starts):
-        idx = order[a:b]
+    for idx in row_groups(rows):
         prev = recent[rows[idx[0]]]
         ok = prev >= 0
         if ok.any():

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from recsys.config import make_config
 from recsys.data.train_data import TrainData
@@ -147,8 +148,6 @@ class TextScorer(Scorer):
 
     def _load_bias(self, data: TrainData) -> np.ndarray:
         """The checkpoint's prior for each of ``data``'s items (by id); others get the new-item prior."""
-        import polars as pl
-
         frame = pl.read_parquet(self.config.item_bias_path)
         rows = data.items.index(frame["item_id"])
         bias = np.full(data.n_items, self.new_item_bias, dtype=np.float32)
