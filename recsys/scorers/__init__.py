@@ -13,6 +13,7 @@ from recsys.scorers.covisit import CovisitConfig, CovisitScorer
 from recsys.scorers.ease import EASEConfig, EASEScorer
 from recsys.scorers.popularity import PopularityConfig, PopularityScorer
 from recsys.scorers.sasrec import SASRecConfig, SASRecScorer
+from recsys.scorers.seqlinear import SeqLinearConfig, SeqLinearScorer
 from recsys.scorers.text import EncoderScorer, TextScorer, TextScorerConfig
 
 SCORERS: dict[str, type[Scorer]] = {
@@ -22,6 +23,7 @@ SCORERS: dict[str, type[Scorer]] = {
     "ease": EASEScorer,
     "bpr": BPRScorer,
     "sasrec": SASRecScorer,
+    "seqlinear": SeqLinearScorer,
     "text": TextScorer,
     "encoder": EncoderScorer,
 }
@@ -51,6 +53,8 @@ __all__ = [
     "SASRecConfig",
     "SASRecScorer",
     "Scorer",
+    "SeqLinearConfig",
+    "SeqLinearScorer",
     "TextScorer",
     "TextScorerConfig",
     "build_scorer",

@@ -15,6 +15,7 @@ FAST = {
     "covisit": {},
     "als": {"factors": 32, "iterations": 10},
     "ease": {"l2": 50.0},
+    "seqlinear": {"l2": 50.0},
     "bpr": {"factors": 32, "iterations": 60},
     "text": {"n_recent": 3},
     "encoder": {},

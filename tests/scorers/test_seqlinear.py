@@ -1,0 +1,123 @@
+"""The sequential linear scorer on hand-made histories with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys.data import Dataset, TrainData, all_interactions
+from recsys.data.schema import validate_interactions, validate_items
+from recsys.errors import ConfigError
+from recsys.scorers import build_scorer
+from recsys.scorers.seqlinear import SeqLinearConfig, profiles_and_targets
+
+
+def _data(histories: list[list[int]], n_items: int) -> TrainData:
+    ids = [f"i{k}" for k in range(n_items)]
+    items = validate_items(pl.DataFrame({"item_id": ids, "title": ids}))
+    rows = [(f"u{u}", f"i{i}", p) for u, h in enumerate(histories) for p, i in enumerate(h)]
+    inter = validate_interactions(
+        pl.DataFrame(rows, schema=["user_id", "item_id", "position"], orient="row")
+    )
+    ds = Dataset("hand", items, inter)
+    return TrainData.from_split(ds, all_interactions(ds))
+
+
+def test_profiles_and_targets_by_hand():
+    data = _data([[0, 1, 2], [3, 1]], 4)
+    rows = {u: data.users.index([f"u{u}"])[0] for u in (0, 1)}
+    s, t = profiles_and_targets(data, SeqLinearConfig(n_recent=2, decay=0.5, n_next=2, next_decay=0.25))
+    s, t = s.toarray(), t.toarray()
+    start = data.seq_indptr[rows[0]]
+    # u0 = 0, 1, 2: position 0 has no past (empty rows); position 1: past {0}, targets 1 and then 2.
+    assert not s[start].any() and not t[start].any()
+    np.testing.assert_allclose(s[start + 1], [1, 0, 0, 0])
+    np.testing.assert_allclose(t[start + 1], [0, 1, 0.25, 0])
+    np.testing.assert_allclose(s[start + 2], [0.5, 1, 0, 0])  # the newest item weighs 1
+    np.testing.assert_allclose(t[start + 2], [0, 0, 1, 0])  # no item after the last
+    start = data.seq_indptr[rows[1]]
+    np.testing.assert_allclose(s[start + 1], [0, 0, 0, 1])  # u1's profile never reaches into u0's
+
+
+def test_closed_form_solves_the_normal_equations():
+    rng = np.random.default_rng(0)
+    data = _data([list(rng.choice(12, size=rng.integers(2, 7), replace=False)) for _ in range(60)], 12)
+    opts = {"l2": 3.0, "alpha": 0.4, "n_recent": 3, "decay": 0.7, "zero_diagonal": False}
+    b = build_scorer("seqlinear", opts).fit(data).weights
+    s, t = (m.toarray() for m in profiles_and_targets(data, SeqLinearConfig(**opts)))
+    x = data.matrix.toarray().astype(np.float64)
+    lhs = 0.4 * s.T @ s + 0.6 * x.T @ x + 3.0 * np.eye(12)
+    rhs = 0.4 * s.T @ t + 0.6 * x.T @ x
+    np.testing.assert_allclose(lhs @ b, rhs, atol=1e-4)
+
+
+def test_zero_diagonal_is_the_constrained_optimum():
+    rng = np.random.default_rng(1)
+    data = _data([list(rng.choice(10, size=rng.integers(2, 6), replace=False)) for _ in range(50)], 10)
+    opts = {"l2": 2.0, "alpha": 0.3, "zero_diagonal": True}
+    b = build_scorer("seqlinear", opts).fit(data).weights.astype(np.float64)
+    assert np.all(np.diag(b) == 0)
+    s, t = (m.toarray() for m in profiles_and_targets(data, SeqLinearConfig(**opts)))
+    x = data.matrix.toarray().astype(np.float64)
+    lhs = 0.3 * s.T @ s + 0.7 * x.T @ x + 2.0 * np.eye(10)
+    rhs = 0.3 * s.T @ t + 0.7 * x.T @ x
+    # KKT: the gradient vanishes everywhere except on the constrained diagonal.
+    grad = lhs @ b - rhs
+    off = ~np.eye(10, dtype=bool)
+    np.testing.assert_allclose(grad[off], 0.0, atol=1e-4)
+
+
+def test_one_item_profiles_give_smoothed_next_item_rates():
+    # With one item per profile, SᵀS is diagonal (how often each item has a successor) and SᵀT the
+    # item → next item counts: B[k] = counts[k] / (n_k + λ). Item k is followed by k + 1 or by 9.
+    rng = np.random.default_rng(2)
+    histories = []
+    for _ in range(300):
+        k = int(rng.integers(0, 7))
+        histories.append([k, k + 1] if rng.random() < 0.5 else [k, 9])
+    data = _data(histories, 10)
+    opts = {"l2": 4.0, "alpha": 1.0, "n_recent": 1, "zero_diagonal": False}
+    scorer = build_scorer("seqlinear", opts).fit(data)
+    row = {k: int(data.items.index([f"i{k}"])[0]) for k in range(10)}
+    for k in range(7):
+        starts = [h for h in histories if h[0] == k]
+        to_next = sum(h[1] == k + 1 for h in starts)
+        b = scorer.weights[row[k]]
+        assert b[row[k + 1]] == pytest.approx(to_next / (len(starts) + 4.0), rel=1e-4)
+        assert b[row[9]] == pytest.approx((len(starts) - to_next) / (len(starts) + 4.0), rel=1e-4)
+        scores = scorer.score_histories([np.array([row[k]])])[0]
+        assert set(np.argsort(-scores)[:2]) == {row[k + 1], row[9]}
+
+
+def test_history_scores_use_only_the_newest_items():
+    rng = np.random.default_rng(3)
+    data = _data([list(rng.choice(15, size=rng.integers(2, 9), replace=False)) for _ in range(80)], 15)
+    scorer = build_scorer("seqlinear", {"n_recent": 2, "decay": 0.5}).fit(data)
+    h = np.array([3, 7, 1, 4])
+    np.testing.assert_allclose(
+        scorer.score_histories([h]), scorer.score_histories([h[-2:]]), rtol=1e-6, atol=1e-7
+    )
+    np.testing.assert_allclose(
+        scorer.score_histories([h])[0], scorer.weights[4] + 0.5 * scorer.weights[1], rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"l2": 0.0}, "l2"),
+        ({"n_recent": 0}, "n_recent"),
+        ({"decay": 1.5}, "decay"),
+        ({"alpha": -0.1}, "alpha"),
+    ],
+)
+def test_bad_config_refused(options, match):
+    with pytest.raises(ConfigError, match=match):
+        build_scorer("seqlinear", options)
+
+
+def test_catalogue_too_large_refused():
+    data = _data([[0, 1, 2]], 3)
+    with pytest.raises(ConfigError, match="max_items"):
+        build_scorer("seqlinear", {"max_items": 2}).fit(data)
