@@ -8,7 +8,15 @@ relearns LambdaRank from the validation folds (as `recsys train` does) and score
 test split, so a change to the ranking stage costs minutes instead of a whole training. Variants:
 
 - `bias`: the encoder scorer with its learned prior per item (`item_bias = true`);
-- `nobias`: the encoder scorer by text match alone (`item_bias = false`, `recsys train`'s default).
+- `nobias`: the encoder scorer by text match alone (`item_bias = false`, `recsys train`'s default);
+- `seqlinear`: `nobias` with the sequential linear scorer as a feature and a candidate source
+  (its 100 best items);
+- `no-seqlinear`: the defaults without the sequential linear scorer;
+- `leaves15`, `leaves63`, `lr02`, `minleaf200`: LambdaRank with 15 or 63 leaves, learning rate
+  0.02, at least 200 pairs per leaf.
+
+Variants combine with `+` (`seqlinear+leaves63`). Variants with the same scorers and candidates
+share their labelled candidates and features: only LambdaRank is relearned.
 
 Prints the ranker's validation figures (holdout NDCG@10 within the candidates, candidate recall
 of both folds) beside the test metrics; writes benchmarks/results/ranker_variants.json.
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -31,32 +40,63 @@ from pipelines.train import TrainJob, test_recommender
 from recsys.data import load_amazon_scientific
 from recsys.evaluation import evaluate
 from recsys.evaluation.report import write_json
-from recsys.rank.training import train_ranker
+from recsys.rank.training import ranker_frames, train_ranker
 from recsys.recommender import HybridScorer, RecommenderConfig
 
-VARIANTS = {"bias": {"item_bias": True}, "nobias": {"item_bias": False}}
+# Per variant: options merged into scorers' specs (None removes the scorer), and candidate depths
+# (0 removes the source).
+VARIANTS: dict[str, dict[str, dict]] = {
+    "bias": {"scorers": {"encoder": {"item_bias": True}}},
+    "nobias": {"scorers": {"encoder": {"item_bias": False}}},
+    "seqlinear": {"scorers": {"seqlinear": {"model": "seqlinear"}}, "candidates": {"seqlinear": 100}},
+    "no-seqlinear": {"scorers": {"seqlinear": None}, "candidates": {"seqlinear": 0}},
+    "leaves15": {"ranker": {"num_leaves": 15}},
+    "leaves63": {"ranker": {"num_leaves": 63}},
+    "lr02": {"ranker": {"learning_rate": 0.02}},
+    "minleaf200": {"ranker": {"min_data_in_leaf": 200}},
+}
+
+
+def _variant(name: str) -> str:
+    for part in name.split("+"):
+        if part not in VARIANTS:
+            raise argparse.ArgumentTypeError(f"unknown variant {part!r}; valid: {', '.join(VARIANTS)}")
+    return name
 
 
 def _config(job: TrainJob, work: Path, purpose: str, variant: str) -> RecommenderConfig:
     config = job.recommender_config(str(work / purpose / "encoder"), str(work / purpose / "sasrec.pt"))
     scorers = {name: dict(spec) for name, spec in config.scorers.items()}
-    scorers["encoder"].update(VARIANTS[variant])
-    return dataclasses.replace(config, scorers=scorers)
+    candidates, ranker = dict(config.candidates), dict(config.ranker)
+    for part in variant.split("+"):
+        for name, patch in VARIANTS[part].get("scorers", {}).items():
+            if patch is None:
+                scorers.pop(name, None)
+            else:
+                scorers[name] = {**scorers.get(name, {}), **patch}
+        candidates.update(VARIANTS[part].get("candidates", {}))
+        ranker.update(VARIANTS[part].get("ranker", {}))
+    candidates = {name: depth for name, depth in candidates.items() if depth}
+    return dataclasses.replace(config, scorers=scorers, candidates=candidates, ranker=ranker)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("variants", nargs="+", choices=sorted(VARIANTS))
+    ap.add_argument("variants", nargs="+", type=_variant, help="variant names, combined with +")
     ap.add_argument("--work", type=Path, required=True, help="the <out>.work folder of a recsys train")
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data/amazon-scientific"))
     ap.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "ranker_variants.json")
     args = ap.parse_args()
     dataset = load_amazon_scientific(args.data_dir)
     job = TrainJob.from_config({}, args.work)
-    results = {}
+    results, frames = {}, {}
     for variant in args.variants:
         t0 = time.perf_counter()
-        ranker, report = train_ranker(dataset, _config(job, args.work, "labels", variant))
+        config = _config(job, args.work, "labels", variant)
+        key = json.dumps([config.scorers, config.candidates], sort_keys=True)
+        if key not in frames:
+            frames = {key: ranker_frames(dataset, config)}  # one set of frames in memory at a time
+        ranker, report = train_ranker(dataset, config, frames=frames[key])
         rec, data, split = test_recommender(dataset, _config(job, args.work, "test", variant), ranker)
         test = evaluate(HybridScorer(rec).fit(data), data, split).metrics
         validation = {

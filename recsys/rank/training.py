@@ -87,15 +87,14 @@ def label_folds(dataset: Dataset, config: RecommenderConfig) -> int:
     return config.label_folds
 
 
-def train_ranker(
+def ranker_frames(
     dataset: Dataset, config: RecommenderConfig, *, progress: bool = False
-) -> tuple[Ranker, dict[str, Any]]:
-    """Learn the ranker from ``config.label_folds`` labelled events per user.
+) -> tuple[pl.DataFrame, dict[str, Any], dict[str, float]]:
+    """The labelled candidates of every fold, one frame (a query per (fold, user)), with candidate
+    recall per fold and the seconds spent fitting scorers and building candidates and features.
 
     For each fold the scorers are fitted on the histories before its labels; candidates and
-    features follow; LambdaRank learns from all folds at once. Returns the ranker and a report:
-    stage times, candidate recall per fold, early-stopping figures and feature importance.
-    """
+    features follow."""
     times: dict[str, float] = {"fit_scorers_labels": 0.0, "candidates_features": 0.0}
     frames, stats = [], {}
     for fold in range(label_folds(dataset, config)):
@@ -110,9 +109,27 @@ def train_ranker(
         # A query is one (fold, user): rows of different folds never share a LambdaRank group.
         frames.append(frame.with_columns(pl.col("user").cast(pl.Int64) + fold * (label_data.n_users + 1)))
         times["candidates_features"] += time.perf_counter() - t0
+    return pl.concat(frames), stats, times
+
+
+def train_ranker(
+    dataset: Dataset,
+    config: RecommenderConfig,
+    *,
+    progress: bool = False,
+    frames: tuple[pl.DataFrame, dict[str, Any], dict[str, float]] | None = None,
+) -> tuple[Ranker, dict[str, Any]]:
+    """Learn the ranker from ``config.label_folds`` labelled events per user (``ranker_frames``;
+    or ``frames``, what it returned for the same scorers and candidates, to try ranker settings).
+
+    LambdaRank learns from all folds at once. Returns the ranker and a report: stage times,
+    candidate recall per fold, early-stopping figures and feature importance.
+    """
+    frame, stats, times = frames or ranker_frames(dataset, config, progress=progress)
+    times = dict(times)
     t0 = time.perf_counter()
     ranker = Ranker(config.ranker_config(), feature_names(list(config.scorers), config.candidates))
-    ranker.fit(pl.concat(frames), progress=progress)
+    ranker.fit(frame, progress=progress)
     times["ranker"] = time.perf_counter() - t0
     report = {
         "validation": stats,

@@ -17,9 +17,7 @@ def _data(histories: list[list[int]], n_items: int) -> TrainData:
     ids = [f"i{k}" for k in range(n_items)]
     items = validate_items(pl.DataFrame({"item_id": ids, "title": ids}))
     rows = [(f"u{u}", f"i{i}", p) for u, h in enumerate(histories) for p, i in enumerate(h)]
-    inter = validate_interactions(
-        pl.DataFrame(rows, schema=["user_id", "item_id", "position"], orient="row")
-    )
+    inter = validate_interactions(pl.DataFrame(rows, schema=["user_id", "item_id", "position"], orient="row"))
     ds = Dataset("hand", items, inter)
     return TrainData.from_split(ds, all_interactions(ds))
 
