@@ -9,11 +9,13 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 
 - `bias`: the encoder scorer with its learned prior per item (`item_bias = true`);
 - `nobias`: the encoder scorer by text match alone (`item_bias = false`, `recsys train`'s default);
-- `seqlinear`: `nobias` with the sequential linear scorer as a feature and a candidate source
-  (its 100 best items);
+- `seqlinear`: the sequential linear scorer as a feature and a candidate source (its 100 best
+  items), as in today's defaults (for configurations that lack it);
 - `no-seqlinear`: the defaults without the sequential linear scorer;
 - `leaves15`, `leaves63`, `lr02`, `minleaf200`: LambdaRank with 15 or 63 leaves, learning rate
-  0.02, at least 200 pairs per leaf.
+  0.02, at least 200 pairs per leaf;
+- `smooth`: the round kept is the best of the holdout curve's 25-round moving average;
+- `refit`: `smooth`, then LambdaRank learned again on every labelled user for that many rounds.
 
 Variants combine with `+` (`seqlinear+leaves63`). Variants with the same scorers and candidates
 share their labelled candidates and features: only LambdaRank is relearned.
@@ -54,6 +56,8 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "leaves63": {"ranker": {"num_leaves": 63}},
     "lr02": {"ranker": {"learning_rate": 0.02}},
     "minleaf200": {"ranker": {"min_data_in_leaf": 200}},
+    "smooth": {"ranker": {"smooth_rounds": 25}},
+    "refit": {"ranker": {"smooth_rounds": 25, "refit_all": True}},
 }
 
 

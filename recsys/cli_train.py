@@ -86,9 +86,10 @@ config file (--config, TOML), every section and key optional:
   [ranker]
   num_leaves = 31
   learning_rate = 0.05
+  exclude_features = ["factor_sim_last"]  # ablation: leave features out of the model
   [sasrec]
   enabled = true                 # the sequential model (a causal transformer over item ids)
-  epochs = 40
+  epochs = 100
   [encoder]
   enabled = true                 # false: no fine-tuned encoder (zero-shot text only)
   checkpoint = "runs/encoder"    # use this run instead of training one

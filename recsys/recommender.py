@@ -43,6 +43,9 @@ def _default_scorers() -> dict[str, dict[str, Any]]:
     return {
         "als": {"model": "als"},
         "ease": {"model": "ease"},
+        # The next item from the decayed recent items, beside whole-history consistency: the best
+        # single scorer on Amazon Scientific's validation split (benchmarks/RESULTS.md, issue 4).
+        "seqlinear": {"model": "seqlinear"},
         "covisit": {"model": "covisit"},
         # Symmetric co-occurrence within one position: the strongest co-visitation variant measured.
         "cooc": {"model": "covisit", "cooccurrence_weight": 1.0, "window": 1},
@@ -52,7 +55,15 @@ def _default_scorers() -> dict[str, dict[str, Any]]:
 
 
 def _default_candidates() -> dict[str, int]:
-    return {"als": 100, "ease": 100, "covisit": 50, "cooc": 50, "text": 50, "popularity": 20}
+    return {
+        "als": 100,
+        "ease": 100,
+        "seqlinear": 100,
+        "covisit": 50,
+        "cooc": 50,
+        "text": 50,
+        "popularity": 20,
+    }
 
 
 @dataclass(frozen=True)

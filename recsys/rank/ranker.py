@@ -35,6 +35,15 @@ class RankerConfig:
     bagging_fraction: float = 0.8
     lambda_l2: float = 1.0
     early_stopping_rounds: int = 100
+    # The holdout's NDCG@10 per round is noisy (about 1,200 queries on Amazon Scientific; the raw
+    # best round fell anywhere from 16 to 142 between runs): the round kept is the best of its
+    # moving average over this many rounds (1: the raw best round).
+    smooth_rounds: int = 25
+    # Then learn again on every user, held-out ones included, for that many rounds (15% more
+    # queries; test NDCG@10 0.1087 against 0.1083 without, within run-to-run noise).
+    refit_all: bool = True
+    # Features left out of the model (ablations; names as in the importance report).
+    exclude_features: tuple[str, ...] = ()
     holdout_users: float = 0.15  # share of labelled users kept aside for early stopping
     truncation_level: int = 30  # LambdaRank: pairs considered below the top of each list
     seed: int = 0
@@ -45,6 +54,13 @@ class RankerConfig:
             raise ConfigError(f"ranker.objective must be lambdarank or rank_xendcg, not {self.objective!r}")
         if not 0.0 < self.holdout_users < 1.0:
             raise ConfigError("ranker.holdout_users must be in (0, 1)")
+        if isinstance(self.exclude_features, str) or not all(
+            isinstance(f, str) for f in self.exclude_features
+        ):
+            raise ConfigError("ranker.exclude_features must be a list of feature names")
+        object.__setattr__(self, "exclude_features", tuple(self.exclude_features))
+        if self.smooth_rounds < 1:
+            raise ConfigError("ranker.smooth_rounds must be at least 1")
         if self.num_leaves < 2 or self.max_rounds < 1 or self.learning_rate <= 0:
             raise ConfigError("ranker: num_leaves >= 2, max_rounds >= 1 and learning_rate > 0 are required")
 
@@ -103,16 +119,7 @@ class Ranker:
             "train": frame.filter(~pl.col("user").is_in(held_users.implode())),
             "valid": frame.filter(pl.col("user").is_in(held_users.implode())),
         }
-        sets = {}
-        for name, part in parts.items():
-            groups = part.group_by("user", maintain_order=True).len()["len"].to_numpy()
-            sets[name] = lgb.Dataset(
-                part.select(self.features).to_numpy().astype(np.float32),
-                label=part["label"].to_numpy(),
-                group=groups,
-                feature_name=self.features,
-                free_raw_data=True,
-            )
+        sets = {name: self._dataset(part) for name, part in parts.items()}
         sets["valid"].reference = sets["train"]
         evals: dict[str, Any] = {}
         callbacks: list[Any] = [
@@ -129,15 +136,33 @@ class Ranker:
             valid_names=["holdout"],
             callbacks=callbacks,
         )
-        curve = evals["holdout"]["ndcg@10"]
+        curve = np.asarray(evals["holdout"]["ndcg@10"])
+        best = smoothed_best(curve, self.config.smooth_rounds)
         self.info = {
             "train_users": int((~held).sum()),
             "holdout_users": int(held.sum()),
             "train_rows": parts["train"].height,
-            "best_round": int(self.booster.best_iteration),
-            "holdout_ndcg@10": float(curve[self.booster.best_iteration - 1]),
+            "best_round": best,
+            "raw_best_round": int(np.argmax(curve)) + 1,
+            "holdout_ndcg@10": float(curve[best - 1]),
         }
+        if self.config.refit_all:
+            self.booster = lgb.train(self._params(), self._dataset(frame), num_boost_round=best)
+            self.info["refit_users"] = len(users)
+        self.booster.best_iteration = best
         return self
+
+    def _dataset(self, part: pl.DataFrame) -> Any:
+        import lightgbm as lgb
+
+        groups = part.group_by("user", maintain_order=True).len()["len"].to_numpy()
+        return lgb.Dataset(
+            part.select(self.features).to_numpy().astype(np.float32),
+            label=part["label"].to_numpy(),
+            group=groups,
+            feature_name=self.features,
+            free_raw_data=True,
+        )
 
     def _check(self) -> Any:
         if self.booster is None:
@@ -254,6 +279,18 @@ class Ranker:
             raise ArtifactError(f"{path} was trained on other features than its manifest lists")
         ranker.info = meta.get("info", {})
         return ranker
+
+
+def smoothed_best(curve: np.ndarray, window: int) -> int:
+    """The round (1-based) whose centred moving average of ``curve`` over ``window`` rounds is highest
+    (the window shrinks at the ends)."""
+    if window <= 1 or len(curve) <= 1:
+        return int(np.argmax(curve)) + 1
+    sums = np.r_[0.0, np.cumsum(curve)]
+    half = window // 2
+    lo = np.maximum(np.arange(len(curve)) - half, 0)
+    hi = np.minimum(np.arange(len(curve)) + half + 1, len(curve))
+    return int(np.argmax((sums[hi] - sums[lo]) / (hi - lo))) + 1
 
 
 def default_compile_dir() -> Path:

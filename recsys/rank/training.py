@@ -17,6 +17,7 @@ import polars as pl
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split, label_split
 from recsys.data.train_data import TrainData
+from recsys.errors import ConfigError
 from recsys.rank.candidates import merge_candidates, score_chunk
 from recsys.rank.features import ItemSide, build_features, feature_names
 from recsys.rank.ranker import Ranker
@@ -128,7 +129,12 @@ def train_ranker(
     frame, stats, times = frames or ranker_frames(dataset, config, progress=progress)
     times = dict(times)
     t0 = time.perf_counter()
-    ranker = Ranker(config.ranker_config(), feature_names(list(config.scorers), config.candidates))
+    ranker_config = config.ranker_config()
+    names = feature_names(list(config.scorers), config.candidates)
+    unknown = sorted(set(ranker_config.exclude_features) - set(names))
+    if unknown:
+        raise ConfigError(f"ranker.exclude_features names unknown features {unknown}; features: {names}")
+    ranker = Ranker(ranker_config, [f for f in names if f not in ranker_config.exclude_features])
     ranker.fit(frame, progress=progress)
     times["ranker"] = time.perf_counter() - t0
     report = {

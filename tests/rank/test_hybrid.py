@@ -13,8 +13,7 @@ from recsys.artifacts import load_recommender, save_recommender
 from recsys.data import Dataset, TrainData, label_split, leave_one_out
 from recsys.errors import ArtifactError, ConfigError
 from recsys.evaluation import evaluate
-from recsys.rank.candidates import merge_candidates, score_chunk
-from recsys.rank.features import ItemSide, build_features
+from recsys.rank.features import ItemSide
 from recsys.rank.rules import Filters
 from recsys.rank.training import label_frame, train_recommender
 from recsys.recommender import HybridScorer, RecommenderConfig, fit_scorers
@@ -237,26 +236,3 @@ def test_compiled_ranker_gives_lightgbms_scores_and_lists(trained, tmp_path, mon
     # Without lleaves the ranker keeps predicting with LightGBM.
     monkeypatch.setitem(sys.modules, "lleaves", None)
     assert not ranker.compile(tmp_path / "other") and ranker.compiled is None
-
-
-def test_consensus_and_user_popularity_features_by_hand(loo_test, config):
-    _, data = loo_test
-    scorers = fit_scorers(config, data)
-    side = ItemSide.from_scorers(data, scorers, "text")
-    users = np.array([0, 1, 2])
-    chunk = score_chunk(scorers, [data.history(int(u)) for u in users], users)
-    rows, items = merge_candidates(chunk, config.candidates)
-    frame = build_features(chunk, rows, items, side, config.candidates)
-    ranks = np.column_stack([frame[f"{s}_rank"].to_numpy() for s in config.scorers]).astype(float)
-    np.testing.assert_array_equal(frame["best_rank"].to_numpy(), ranks.min(axis=1))
-    np.testing.assert_array_equal(frame["sources_top10"].to_numpy(), (ranks < 10).sum(axis=1))
-    np.testing.assert_array_equal(frame["sources_top50"].to_numpy(), (ranks < 50).sum(axis=1))
-    np.testing.assert_allclose(frame["rank_fusion"].to_numpy(), (1 / (60 + ranks)).sum(axis=1), rtol=1e-5)
-    log_pop = np.log1p(data.item_counts.astype(np.float64))
-    for r, u in enumerate(users):
-        mine = frame.filter(pl.col("row") == r)
-        expected = log_pop[data.history(int(u))].mean()
-        np.testing.assert_allclose(mine["user_popularity"].to_numpy(), expected, rtol=1e-5)
-        np.testing.assert_allclose(
-            mine["popularity_vs_user"].to_numpy(), log_pop[mine["item"].to_numpy()] - expected, rtol=1e-4
-        )
