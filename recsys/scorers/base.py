@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 
 from recsys.data.train_data import TrainData
 from recsys.errors import NotFittedError
@@ -89,20 +90,12 @@ class Scorer(ABC):
         return {"name": self.name, "config": cfg}
 
 
-def recency_weights(
-    data: TrainData, users: np.ndarray, n_recent: int, decay: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The last ``n_recent`` items of each user with weights ``decay**k`` (k = 0 for the newest).
-
-    Returns (row in ``users``, item row, weight) triplets, for building sparse profiles.
-    """
-    return history_weights([data.history(int(u)) for u in users], n_recent, decay)
-
-
 def history_weights(
     histories: list[np.ndarray], n_recent: int, decay: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``recency_weights`` over explicit histories (item rows, oldest first)."""
+    """The last ``n_recent`` items of each history (item rows, oldest first) with weights ``decay**k``
+    (k = 0 for the newest). Returns (history index, item row, weight) triplets for sparse profiles.
+    """
     rows, cols, vals = [], [], []
     for r, h in enumerate(histories):
         hist = h[-n_recent:][::-1]  # newest first
@@ -112,6 +105,13 @@ def history_weights(
     if not rows:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals).astype(np.float32)
+
+
+def decayed_profiles(histories: list[np.ndarray], n_items: int, n_recent: int, decay: float) -> sp.csr_matrix:
+    """(len(histories), n_items) sparse rows: weight ``decay**k`` on the k-th newest of the last
+    ``n_recent`` items of each history (``history_weights`` as a matrix)."""
+    rows, cols, vals = history_weights(histories, n_recent, decay)
+    return sp.csr_matrix((vals, (rows, cols)), shape=(len(histories), n_items))
 
 
 def user_item_scores(users: np.ndarray, items: np.ndarray) -> np.ndarray:

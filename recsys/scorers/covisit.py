@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from recsys.config import make_config
 from recsys.data.train_data import TrainData
 from recsys.errors import ConfigError
-from recsys.scorers.base import Scorer, history_weights, recency_weights
+from recsys.scorers.base import Scorer, decayed_profiles
 
 
 @dataclass(frozen=True)
@@ -103,15 +103,14 @@ class CovisitScorer(Scorer):
 
     def profiles(self, users: np.ndarray) -> sp.csr_matrix:
         """Recency-weighted indicator rows of the users' last items: (len(users), n_items)."""
-        rows, cols, vals = recency_weights(self.data, users, self.config.n_recent, self.config.decay)
-        return sp.csr_matrix((vals, (rows, cols)), shape=(len(users), self.data.n_items))
+        histories = [self.data.history(int(u)) for u in users]
+        return decayed_profiles(histories, self.data.n_items, self.config.n_recent, self.config.decay)
 
     def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
         return self._from_profiles(self.profiles(users), items)
 
     def _score_histories(self, histories: list[np.ndarray], items: np.ndarray | None) -> np.ndarray:
-        rows, cols, vals = history_weights(histories, self.config.n_recent, self.config.decay)
-        profiles = sp.csr_matrix((vals, (rows, cols)), shape=(len(histories), self.data.n_items))
+        profiles = decayed_profiles(histories, self.data.n_items, self.config.n_recent, self.config.decay)
         return self._from_profiles(profiles, items)
 
     def _from_profiles(self, profiles: sp.csr_matrix, items: np.ndarray | None) -> np.ndarray:

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from recsys.config import make_config
 from recsys.data.train_data import TrainData
 from recsys.errors import ConfigError
-from recsys.scorers.base import Scorer, history_weights
+from recsys.scorers.base import Scorer, decayed_profiles
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,7 @@ class SeqLinearScorer(Scorer):
         return self
 
     def _from_histories(self, histories: list[np.ndarray], items: np.ndarray | None) -> np.ndarray:
-        rows, cols, vals = history_weights(histories, self.config.n_recent, self.config.decay)
-        profiles = sp.csr_matrix((vals, (rows, cols)), shape=(len(histories), self.data.n_items))
+        profiles = decayed_profiles(histories, self.data.n_items, self.config.n_recent, self.config.decay)
         weights = self.weights if items is None else self.weights[:, items]
         return np.asarray(profiles @ weights)
 
