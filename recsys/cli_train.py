@@ -21,7 +21,7 @@ models:
   als         implicit ALS on the binary user x item matrix (128 factors, alpha 20, reg 0.05, 20 iters)
   bpr         implicit BPR on the same matrix
   ease        EASE: closed-form item x item model on the same matrix (l2 100)
-  sasrec      SASRec: a causal transformer over the item sequence, full-softmax training
+  sasrec      SASRec: a causal transformer over the item sequence (item ids plus their text), full softmax
   text        zero-shot all-MiniLM-L6-v2: cosine of item texts to the user's recent items
   encoder     a fine-tuned encoder from `recsys train-encoder` (--set encoder.checkpoint=RUN_DIR)
   hybrid      the ranking stage of an artifact from `recsys train` (--set hybrid.artifact=DIR): its
@@ -88,8 +88,8 @@ config file (--config, TOML), every section and key optional:
   learning_rate = 0.05
   exclude_features = ["factor_sim_last"]  # ablation: leave features out of the model
   [sasrec]
-  enabled = true                 # the sequential model (a causal transformer over item ids)
-  epochs = 100
+  enabled = true                 # the sequential model (a causal transformer over item ids and text)
+  epochs = 20
   [encoder]
   enabled = true                 # false: no fine-tuned encoder (zero-shot text only)
   checkpoint = "runs/encoder"    # use this run instead of training one

@@ -25,7 +25,7 @@ FAST = {
 
 def options_for(name, embedding_cache, checkpoint):
     opts = dict(FAST[name])
-    if name in ("text", "encoder"):
+    if name in ("text", "encoder", "sasrec"):
         opts["cache_dir"] = str(embedding_cache)
     if name == "encoder":
         opts["checkpoint"] = str(checkpoint)
