@@ -28,7 +28,7 @@ from recsys.data.vocab import IdVocab
 from recsys.errors import DataError
 from recsys.rank.features import ItemSide, _labels, _names
 from recsys.recommender import Recommender
-from recsys.scorers.base import Scorer
+from recsys.scorers.base import Scorer, grow_rows
 from recsys.scorers.text import TextScorer
 
 RRF_K = 60  # reciprocal-rank fusion constant for similar items (the usual 60)
@@ -158,17 +158,10 @@ def _with_embeddings(
     scorer: TextScorer, data: TrainData, rows: np.ndarray, vectors: np.ndarray
 ) -> TextScorer:
     out = copy.copy(scorer)
-    emb = np.zeros((data.n_items, scorer.item_embeddings.shape[1]), dtype=np.float32)
-    emb[: scorer.item_embeddings.shape[0]] = scorer.item_embeddings
+    emb = grow_rows(scorer.item_embeddings, data.n_items)
     emb[rows] = vectors
     out.item_embeddings, out._data = emb, data
     out.item_bias = scorer.with_new_items(data.n_items)  # a new item: the prior of an unknown one
-    return out
-
-
-def _grow(values: np.ndarray, n: int, fill: object) -> np.ndarray:
-    out = np.full(n, fill, dtype=values.dtype)
-    out[: len(values)] = values
     return out
 
 
@@ -195,22 +188,19 @@ def _extend_side(side: ItemSide, data: TrainData, text: Scorer) -> ItemSide:
     m = len(side.category_labels)
     unchanged = names["category"][:m] == side.category_names  # a new name may shift the common words
     labels[:m][unchanged] = side.category_labels[unchanged]
-    factors = None
-    if side.factors is not None:
-        factors = np.zeros((n, side.factors.shape[1]), dtype=np.float32)
-        factors[: len(side.factors)] = side.factors
+    factors = None if side.factors is None else grow_rows(side.factors, n)
     return ItemSide(
         embeddings=text.item_embeddings,
         transitions=trans,
-        popularity=_grow(side.popularity, n, 0.0),
-        popularity_recent=_grow(side.popularity_recent, n, 0.0),
+        popularity=grow_rows(side.popularity, n, 0.0),
+        popularity_recent=grow_rows(side.popularity_recent, n, 0.0),
         category=codes["category"],
         brand=codes["brand"],
         category_names=names["category"],
         category_labels=labels,
         brand_names=names["brand"],
         factors=factors,
-        available=None if side.available is None else _grow(side.available, n, True),
+        available=None if side.available is None else grow_rows(side.available, n, True),
     )
 
 

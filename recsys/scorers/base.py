@@ -114,6 +114,13 @@ def decayed_profiles(histories: list[np.ndarray], n_items: int, n_recent: int, d
     return sp.csr_matrix((vals, (rows, cols)), shape=(len(histories), n_items))
 
 
+def grow_rows(values: np.ndarray, n: int, fill: object = 0) -> np.ndarray:
+    """``values`` (1-d or rows) extended to ``n`` rows for a grown catalogue, new rows ``fill``."""
+    out = np.full((n, *values.shape[1:]), fill, dtype=values.dtype)
+    out[: len(values)] = values
+    return out
+
+
 def user_item_scores(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """(U, n) ``users @ items.T`` for (U, d) user and (n, d) item vectors, C-ordered.
 

@@ -30,7 +30,7 @@ import polars as pl
 from recsys.config import make_config
 from recsys.data.train_data import TrainData
 from recsys.errors import ArtifactError, ConfigError
-from recsys.scorers.base import Scorer, history_weights, user_item_scores
+from recsys.scorers.base import Scorer, grow_rows, history_weights, user_item_scores
 from recsys.text.cache import cached_embeddings
 from recsys.text.encoder import EncoderConfig, TextEncoder
 from recsys.text.pairs import user_text
@@ -158,9 +158,7 @@ class TextScorer(Scorer):
         """The item bias grown to ``n_items`` (items added after training get the new-item prior)."""
         if self.item_bias is None:
             return None
-        out = np.full(n_items, self.new_item_bias, dtype=np.float32)
-        out[: len(self.item_bias)] = self.item_bias
-        return out
+        return grow_rows(self.item_bias, n_items, self.new_item_bias)
 
     def get_state(self) -> dict[str, np.ndarray]:
         state: dict[str, np.ndarray] = {"item_embeddings": self.item_embeddings}
