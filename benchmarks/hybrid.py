@@ -89,13 +89,16 @@ def main() -> int:
         f"\nNDCG@10 gain over the best single scorer ({best}): {gain['mean_difference']:+.4f} "
         f"(95% CI {gain['low']:+.4f} to {gain['high']:+.4f}, paired bootstrap over {gain['cases']} users)"
     )
-    print(f"train {train_minutes:.1f} min; stage seconds {report.get('stage_seconds')}")
+    if args.reuse:
+        print(f"training reused from {args.out} (its stage times are in recsys train's --output report)")
+    else:
+        print(f"train {train_minutes:.1f} min; stage seconds {report.get('stage_seconds')}")
     write_json(
         args.output,
         {
             "command": "python benchmarks/hybrid.py " + " ".join(sys.argv[1:]),
             "machine": machine(),
-            "train_minutes": round(train_minutes, 2),
+            "train_minutes": None if args.reuse else round(train_minutes, 2),
             "stage_seconds": report.get("stage_seconds"),
             "validation": report.get("validation"),
             "ranker": report.get("ranker"),
