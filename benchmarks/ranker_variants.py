@@ -15,7 +15,10 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `leaves15`, `leaves63`, `lr02`, `minleaf200`: LambdaRank with 15 or 63 leaves, learning rate
   0.02, at least 200 pairs per leaf;
 - `smooth`: the round kept is the best of the holdout curve's 25-round moving average;
-- `refit`: `smooth`, then LambdaRank learned again on every labelled user for that many rounds.
+- `refit`: `smooth`, then LambdaRank learned again on every labelled user for that many rounds;
+- `trunc10`, `trunc100`: LambdaRank's truncation level (pairs considered below the top of each
+  list) 10 or 100 instead of 30;
+- `sasrec200`: SASRec's 200 best items as candidates instead of 100.
 
 Variants combine with `+` (`seqlinear+leaves63`). Variants with the same scorers and candidates
 share their labelled candidates and features: only LambdaRank is relearned.
@@ -58,6 +61,9 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "minleaf200": {"ranker": {"min_data_in_leaf": 200}},
     "smooth": {"ranker": {"smooth_rounds": 25}},
     "refit": {"ranker": {"smooth_rounds": 25, "refit_all": True}},
+    "trunc10": {"ranker": {"truncation_level": 10}},
+    "trunc100": {"ranker": {"truncation_level": 100}},
+    "sasrec200": {"candidates": {"sasrec": 200}},
 }
 
 
