@@ -18,7 +18,9 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `refit`: `smooth`, then LambdaRank learned again on every labelled user for that many rounds;
 - `trunc10`, `trunc100`: LambdaRank's truncation level (pairs considered below the top of each
   list) 10 or 100 instead of 30;
-- `sasrec200`: SASRec's 200 best items as candidates instead of 100.
+- `sasrec200`: SASRec's 200 best items as candidates instead of 100;
+- `sasrec-seed1`: a second SASRec, seed 1, as one more scorer (features only); its checkpoints
+  for the labels and the test split are trained here when missing (`<work>/*/sasrec_seed1.pt`).
 
 Variants combine with `+` (`seqlinear+leaves63`). Variants with the same scorers and candidates
 share their labelled candidates and features: only LambdaRank is relearned.
@@ -64,6 +66,10 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "trunc10": {"ranker": {"truncation_level": 10}},
     "trunc100": {"ranker": {"truncation_level": 100}},
     "sasrec200": {"candidates": {"sasrec": 200}},
+    # A second SASRec (seed 1) as a scorer of its own, trained here on first use.
+    "sasrec-seed1": {
+        "scorers": {"sasrec_seed1": {"model": "sasrec", "checkpoint": "{work}/{purpose}/sasrec_seed1.pt"}}
+    },
 }
 
 
@@ -83,11 +89,31 @@ def _config(job: TrainJob, work: Path, purpose: str, variant: str) -> Recommende
             if patch is None:
                 scorers.pop(name, None)
             else:
-                scorers[name] = {**scorers.get(name, {}), **patch}
+                filled = {
+                    k: v.format(work=work, purpose=purpose) if isinstance(v, str) else v
+                    for k, v in patch.items()
+                }
+                scorers[name] = {**scorers.get(name, {}), **filled}
         candidates.update(VARIANTS[part].get("candidates", {}))
         ranker.update(VARIANTS[part].get("ranker", {}))
     candidates = {name: depth for name, depth in candidates.items() if depth}
     return dataclasses.replace(config, scorers=scorers, candidates=candidates, ranker=ranker)
+
+
+def _seed1_checkpoints(dataset, work: Path, config: RecommenderConfig) -> None:
+    """Train SASRec with seed 1 on the data ``recsys train`` used for its labels and test models."""
+    from recsys.data import TrainData, label_split, make_split
+    from recsys.scorers.sasrec import SASRecScorer
+
+    label_data, label_split_ = label_split(dataset, config.label_folds, config.split_kind)
+    data = {
+        "labels": TrainData.from_split(label_data, label_split_),
+        "test": TrainData.from_split(dataset, make_split(dataset, "test", config.split_kind)),
+    }
+    for purpose, train in data.items():
+        path = work / purpose / "sasrec_seed1.pt"
+        if not path.exists():
+            SASRecScorer(seed=1).fit(train).save_checkpoint(path)
 
 
 def main() -> int:
@@ -100,6 +126,8 @@ def main() -> int:
     dataset = load_amazon_scientific(args.data_dir)
     job = TrainJob.from_config({}, args.work)
     results, frames = {}, {}
+    if any("sasrec-seed1" in v.split("+") for v in args.variants):
+        _seed1_checkpoints(dataset, args.work, job.recommender_config(None))
     for variant in args.variants:
         t0 = time.perf_counter()
         config = _config(job, args.work, "labels", variant)
