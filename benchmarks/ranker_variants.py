@@ -43,11 +43,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from _machine import machine
 
-from pipelines.train import TrainJob, test_recommender
+from pipelines.train import TrainJob, purpose_data, test_recommender
 from recsys.data import load_amazon_scientific
 from recsys.evaluation import evaluate
 from recsys.evaluation.report import write_json
-from recsys.rank.training import ranker_frames, train_ranker
+from recsys.rank.training import label_folds, ranker_frames, train_ranker
 from recsys.recommender import HybridScorer, RecommenderConfig
 
 # Per variant: options merged into scorers' specs (None removes the scorer), and candidate depths
@@ -102,17 +102,13 @@ def _config(job: TrainJob, work: Path, purpose: str, variant: str) -> Recommende
 
 def _seed1_checkpoints(dataset, work: Path, config: RecommenderConfig) -> None:
     """Train SASRec with seed 1 on the data ``recsys train`` used for its labels and test models."""
-    from recsys.data import TrainData, label_split, make_split
     from recsys.scorers.sasrec import SASRecScorer
 
-    label_data, label_split_ = label_split(dataset, config.label_folds, config.split_kind)
-    data = {
-        "labels": TrainData.from_split(label_data, label_split_),
-        "test": TrainData.from_split(dataset, make_split(dataset, "test", config.split_kind)),
-    }
-    for purpose, train in data.items():
+    folds = label_folds(dataset, config)
+    for purpose in ("labels", "test"):
         path = work / purpose / "sasrec_seed1.pt"
         if not path.exists():
+            _, train = purpose_data(dataset, purpose, folds, config.split_kind)
             SASRecScorer(seed=1).fit(train).save_checkpoint(path)
 
 

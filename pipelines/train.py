@@ -146,6 +146,21 @@ def _as_dataset(dataset: Dataset, split: Split) -> Dataset:
     )
 
 
+def purpose_data(dataset: Dataset, purpose: str, folds: int, split_kind: str) -> tuple[Dataset, TrainData]:
+    """What the encoder (a dataset it splits again) and SASRec (histories) learn from for
+    ``purpose``: see ``trained_models``."""
+    if purpose == "labels":
+        if _temporal(dataset, split_kind):
+            split = make_split(dataset, "valid", split_kind)
+            return _as_dataset(dataset, split), TrainData.from_split(dataset, split)
+        encoder_data, split = label_split(dataset, folds, split_kind)
+        return encoder_data, TrainData.from_split(encoder_data, split)
+    if purpose == "test":
+        split = make_split(dataset, "test", split_kind)
+        return _as_dataset(dataset, split), TrainData.from_split(dataset, split)
+    return dataset, TrainData.from_split(dataset, all_interactions(dataset))
+
+
 def trained_models(
     dataset: Dataset, job: TrainJob, purpose: str, folds: int, split_kind: str
 ) -> tuple[RecommenderConfig, dict, dict]:
@@ -157,20 +172,7 @@ def trained_models(
     - ``serve``: on every interaction (the artifact).
     """
     seconds: dict[str, float] = {}
-    if purpose == "labels":
-        if _temporal(dataset, split_kind):
-            split = make_split(dataset, "valid", split_kind)
-            encoder_data = _as_dataset(dataset, split)
-        else:
-            encoder_data, split = label_split(dataset, folds, split_kind)
-        sasrec_data = TrainData.from_split(
-            encoder_data if not _temporal(dataset, split_kind) else dataset, split
-        )
-    elif purpose == "test":
-        split = make_split(dataset, "test", split_kind)
-        encoder_data, sasrec_data = _as_dataset(dataset, split), TrainData.from_split(dataset, split)
-    else:
-        encoder_data, sasrec_data = dataset, TrainData.from_split(dataset, all_interactions(dataset))
+    encoder_data, sasrec_data = purpose_data(dataset, purpose, folds, split_kind)
     t0 = time.perf_counter()
     encoder, encoder_report = train_encoder_stage(encoder_data, job, purpose)
     seconds[f"encoder ({purpose})"] = time.perf_counter() - t0
