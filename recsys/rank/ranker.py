@@ -114,12 +114,13 @@ class Ranker:
             raise ConfigError(f"only {len(users)} users have their target among the candidates; need >= 10")
         rng = np.random.default_rng(self.config.seed)
         held = rng.random(len(users)) < self.config.holdout_users
-        held_users = pl.Series("user", users[held])
-        parts = {
-            "train": frame.filter(~pl.col("user").is_in(held_users.implode())),
-            "valid": frame.filter(pl.col("user").is_in(held_users.implode())),
-        }
-        sets = {name: self._dataset(part) for name, part in parts.items()}
+        # One conversion of the whole frame; the training, holdout and refit sets are its rows.
+        x = frame.select(self.features).to_numpy().astype(np.float32)
+        y = frame["label"].to_numpy()
+        row_users = frame["user"].to_numpy()
+        in_holdout = np.isin(row_users, users[held])
+        parts = {"train": ~in_holdout, "valid": in_holdout}
+        sets = {name: self._dataset(x[rows], y[rows], row_users[rows]) for name, rows in parts.items()}
         sets["valid"].reference = sets["train"]
         evals: dict[str, Any] = {}
         callbacks: list[Any] = [
@@ -141,28 +142,23 @@ class Ranker:
         self.info = {
             "train_users": int((~held).sum()),
             "holdout_users": int(held.sum()),
-            "train_rows": parts["train"].height,
+            "train_rows": int(parts["train"].sum()),
             "best_round": best,
             "raw_best_round": int(np.argmax(curve)) + 1,
             "holdout_ndcg@10": float(curve[best - 1]),
         }
         if self.config.refit_all:
-            self.booster = lgb.train(self._params(), self._dataset(frame), num_boost_round=best)
+            self.booster = lgb.train(self._params(), self._dataset(x, y, row_users), num_boost_round=best)
             self.info["refit_users"] = len(users)
         self.booster.best_iteration = best
         return self
 
-    def _dataset(self, part: pl.DataFrame) -> Any:
+    def _dataset(self, x: np.ndarray, label: np.ndarray, users: np.ndarray) -> Any:
+        """A LightGBM dataset of rows sorted by user, one query per user."""
         import lightgbm as lgb
 
-        groups = part.group_by("user", maintain_order=True).len()["len"].to_numpy()
-        return lgb.Dataset(
-            part.select(self.features).to_numpy().astype(np.float32),
-            label=part["label"].to_numpy(),
-            group=groups,
-            feature_name=self.features,
-            free_raw_data=True,
-        )
+        _, groups = np.unique(users, return_counts=True)
+        return lgb.Dataset(x, label=label, group=groups, feature_name=self.features, free_raw_data=True)
 
     def _check(self) -> Any:
         if self.booster is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from recsys.errors import ConfigError
@@ -18,17 +18,17 @@ class EncoderTrainConfig:
     separator: str = " | "
     max_length: int = 64  # item text tokens
     user_max_length: int = 128  # user text tokens (text mode)
-    # Model.
-    base_model: str | None = None
-    mode: str = "full"  # full | lora
-    shared_towers: bool = True
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ("query", "key", "value", "dense")
-    train_layers: int = 0  # train only the top N layers (0: all); lower layers' outputs are cached
-    dropout: float = 0.0  # transformer dropout while training
-    projection: bool = True  # a linear projection after pooling (see recsys.text.model)
+    # Model: the fields of recsys.text.model.TwoTowerConfig, with its defaults and meanings.
+    base_model: str | None = TwoTowerConfig.base_model
+    mode: str = TwoTowerConfig.mode  # full | lora
+    shared_towers: bool = TwoTowerConfig.shared_towers
+    lora_rank: int = TwoTowerConfig.lora_rank
+    lora_alpha: int = TwoTowerConfig.lora_alpha
+    lora_dropout: float = TwoTowerConfig.lora_dropout
+    lora_targets: tuple[str, ...] = TwoTowerConfig.lora_targets
+    train_layers: int = TwoTowerConfig.train_layers  # top N layers train (0: all)
+    dropout: float = TwoTowerConfig.dropout  # transformer dropout while training
+    projection: bool = TwoTowerConfig.projection  # a linear projection after pooling
     # Stage 1 (items mode): train the projection alone over the frozen pooled embeddings of every
     # item, with a full softmax over the catalogue: seconds per epoch. Stage 2 then fine-tunes.
     head_epochs: int = 40
@@ -94,18 +94,8 @@ class EncoderTrainConfig:
         self.model_config()  # validates mode and LoRA settings
 
     def model_config(self) -> TwoTowerConfig:
-        return TwoTowerConfig(
-            base_model=self.base_model,
-            mode=self.mode,
-            shared_towers=self.shared_towers,
-            lora_rank=self.lora_rank,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            lora_targets=tuple(self.lora_targets),
-            train_layers=self.train_layers,
-            dropout=self.dropout,
-            projection=self.projection,
-        )
+        options = {f.name: getattr(self, f.name) for f in fields(TwoTowerConfig)}
+        return TwoTowerConfig(**{**options, "lora_targets": tuple(self.lora_targets)})
 
     @property
     def lr(self) -> float:
