@@ -70,7 +70,9 @@ def main() -> int:
     # artifact's encoder and SASRec have seen every interaction, test targets included).
     t0 = time.perf_counter()
     probe = job.recommender_config(None)
-    test_config, _, test_seconds = trained_models(dataset, job, "test", probe.label_folds, probe.split_kind)
+    (test_config,), _, test_seconds = trained_models(
+        dataset, job, "test", probe.label_folds, probe.split_kind
+    )
     refitted, data, split = test_recommender(dataset, test_config, rec.ranker, probe.split_kind)
     results, ranks = {}, {}
     for name, scorer in [*refitted.scorers.items(), ("hybrid", HybridScorer(refitted).fit(data))]:

@@ -1,12 +1,13 @@
 """Retrain only the ranker over the encoder and SASRec a `recsys train` left behind, per variant.
 
-    .venv/bin/python benchmarks/ranker_variants.py --work artifacts/scientific.work nobias bias
+    .venv/bin/python benchmarks/ranker_variants.py --work artifacts/scientific.work defaults bias
 
 `recsys train` keeps the encoder and SASRec it trained for the ranker's labels and for the test
 split in `<out>.work/{labels,test}`. Each variant here changes the recommender's configuration,
 relearns LambdaRank from the validation folds (as `recsys train` does) and scores the hybrid on the
 test split, so a change to the ranking stage costs minutes instead of a whole training. Variants:
 
+- `defaults`: `recsys train`'s configuration as it is;
 - `bias`: the encoder scorer with its learned prior per item (`item_bias = true`);
 - `nobias`: the encoder scorer by text match alone (`item_bias = false`, `recsys train`'s default);
 - `seqlinear`: the sequential linear scorer as a feature and a candidate source (its 100 best
@@ -19,8 +20,16 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `trunc10`, `trunc100`: LambdaRank's truncation level (pairs considered below the top of each
   list) 10 or 100 instead of 30;
 - `sasrec200`: SASRec's 200 best items as candidates instead of 100;
-- `sasrec-seed1`: a second SASRec, seed 1, as one more scorer (features only); its checkpoints
-  for the labels and the test split are trained here when missing (`<work>/*/sasrec_seed1.pt`).
+- `sasrec-seed1`: a second SASRec, seed 1, as one more scorer (features only);
+- `sasrec-shared`: one SASRec for every label fold, trained on the histories before all of them
+  (`recsys train` before it trained one per fold), instead of one per fold;
+- `folds3`: three label folds (each user's validation event and the two before it), not two;
+- `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
+  out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
+  test split (`<work>/test/encoder_holdout`), instead of on every event before each label.
+
+Encoder and SASRec checkpoints a variant needs and the work folder lacks are trained here first,
+on the data `recsys train` would have used.
 
 Variants combine with `+` (`seqlinear+leaves63`). Variants with the same scorers and candidates
 share their labelled candidates and features: only LambdaRank is relearned.
@@ -38,21 +47,30 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from _machine import machine
 
-from pipelines.train import TrainJob, purpose_data, test_recommender
+from pipelines.train import (
+    TrainJob,
+    encoder_options,
+    encoder_run_dir,
+    purpose_data,
+    sasrec_checkpoint,
+    test_recommender,
+)
 from recsys.data import load_amazon_scientific
 from recsys.evaluation import evaluate
 from recsys.evaluation.report import write_json
-from recsys.rank.training import label_folds, ranker_frames, train_ranker
+from recsys.rank.training import fold_data, label_folds, ranker_frames, train_ranker
 from recsys.recommender import HybridScorer, RecommenderConfig
 
 # Per variant: options merged into scorers' specs (None removes the scorer), and candidate depths
 # (0 removes the source).
-VARIANTS: dict[str, dict[str, dict]] = {
+VARIANTS: dict[str, dict[str, Any]] = {
+    "defaults": {},
     "bias": {"scorers": {"encoder": {"item_bias": True}}},
     "nobias": {"scorers": {"encoder": {"item_bias": False}}},
     "seqlinear": {"scorers": {"seqlinear": {"model": "seqlinear"}}, "candidates": {"seqlinear": 100}},
@@ -66,11 +84,14 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "trunc10": {"ranker": {"truncation_level": 10}},
     "trunc100": {"ranker": {"truncation_level": 100}},
     "sasrec200": {"candidates": {"sasrec": 200}},
-    # A second SASRec (seed 1) as a scorer of its own, trained here on first use.
-    "sasrec-seed1": {
-        "scorers": {"sasrec_seed1": {"model": "sasrec", "checkpoint": "{work}/{purpose}/sasrec_seed1.pt"}}
-    },
+    # A second SASRec (seed 1) as a scorer of its own. ``stem``: the checkpoint's file name stem
+    # (`pipelines.train.sasrec_checkpoint`), trained here on first use.
+    "sasrec-seed1": {"scorers": {"sasrec_seed1": {"model": "sasrec", "stem": "sasrec_seed1"}}},
+    "sasrec-shared": {"shared": {"sasrec": True}},
+    "encoder-holdout": {"shared": {"encoder": True}},
+    "folds3": {"label_folds": 3},
 }
+SEEDS = {"sasrec": 0, "sasrec_seed1": 1}
 
 
 def _variant(name: str) -> str:
@@ -80,36 +101,89 @@ def _variant(name: str) -> str:
     return name
 
 
-def _config(job: TrainJob, work: Path, purpose: str, variant: str) -> RecommenderConfig:
-    config = job.recommender_config(str(work / purpose / "encoder"), str(work / purpose / "sasrec.pt"))
-    scorers = {name: dict(spec) for name, spec in config.scorers.items()}
-    candidates, ranker = dict(config.candidates), dict(config.ranker)
-    for part in variant.split("+"):
-        for name, patch in VARIANTS[part].get("scorers", {}).items():
-            if patch is None:
-                scorers.pop(name, None)
-            else:
-                filled = {
-                    k: v.format(work=work, purpose=purpose) if isinstance(v, str) else v
-                    for k, v in patch.items()
-                }
-                scorers[name] = {**scorers.get(name, {}), **filled}
-        candidates.update(VARIANTS[part].get("candidates", {}))
-        ranker.update(VARIANTS[part].get("ranker", {}))
-    candidates = {name: depth for name, depth in candidates.items() if depth}
-    return dataclasses.replace(config, scorers=scorers, candidates=candidates, ranker=ranker)
+def _configs(job: TrainJob, work: Path, purpose: str, variant: str) -> list[RecommenderConfig]:
+    """The variant's recommender config for ``purpose``: one per label fold for the labels."""
+    parts = variant.split("+")
+    folds = job.recommender_config(None).label_folds
+    for part in parts:
+        folds = VARIANTS[part].get("label_folds", folds)
+    n_configs = folds if purpose == "labels" else 1
+    shared = any(VARIANTS[part].get("shared", {}).get("sasrec") for part in parts)
+    holdout = any(VARIANTS[part].get("shared", {}).get("encoder") for part in parts)
+    configs = []
+    for fold in range(n_configs):
+        sasrec = _sasrec_path(work, purpose, fold, "sasrec", shared)
+        config = job.recommender_config(str(_encoder_path(work, purpose, fold, holdout)), str(sasrec))
+        scorers = {name: dict(spec) for name, spec in config.scorers.items()}
+        candidates, ranker = dict(config.candidates), dict(config.ranker)
+        for part in parts:
+            for name, patch in VARIANTS[part].get("scorers", {}).items():
+                if patch is None:
+                    scorers.pop(name, None)
+                    continue
+                spec = {**scorers.get(name, {}), **patch}
+                if "stem" in spec:
+                    spec["checkpoint"] = str(_sasrec_path(work, purpose, fold, spec.pop("stem"), shared))
+                scorers[name] = spec
+            candidates.update(VARIANTS[part].get("candidates", {}))
+            ranker.update(VARIANTS[part].get("ranker", {}))
+        candidates = {name: depth for name, depth in candidates.items() if depth}
+        configs.append(
+            dataclasses.replace(
+                config, scorers=scorers, candidates=candidates, ranker=ranker, label_folds=folds
+            )
+        )
+    return configs
 
 
-def _seed1_checkpoints(dataset, work: Path, config: RecommenderConfig) -> None:
-    """Train SASRec with seed 1 on the data ``recsys train`` used for its labels and test models."""
+def _sasrec_path(work: Path, purpose: str, fold: int, stem: str, shared: bool) -> Path:
+    if shared and purpose == "labels":
+        return work / purpose / f"{stem}.pt"
+    return sasrec_checkpoint(work, purpose, fold, stem)
+
+
+def _encoder_path(work: Path, purpose: str, fold: int, holdout: bool) -> Path:
+    if holdout:
+        return work / purpose / ("encoder" if purpose == "labels" else "encoder_holdout")
+    return encoder_run_dir(work, purpose, fold if purpose == "labels" else None)
+
+
+def _train_missing(dataset, job: TrainJob, configs: list[RecommenderConfig], purpose: str) -> None:
+    """Train the encoder and SASRec checkpoints ``configs`` name and the work folder lacks, on what
+    `recsys train` would have trained them on (a shared labels model: the histories before every
+    fold)."""
+    from recsys.config import make_config
     from recsys.scorers.sasrec import SASRecScorer
+    from recsys.text.train import train_encoder
+    from recsys.text.train_config import EncoderTrainConfig
 
-    folds = label_folds(dataset, config)
-    for purpose in ("labels", "test"):
-        path = work / purpose / "sasrec_seed1.pt"
-        if not path.exists():
-            _, train = purpose_data(dataset, purpose, folds, config.split_kind)
-            SASRecScorer(seed=1).fit(train).save_checkpoint(path)
+    folds = label_folds(dataset, configs[0])
+    kind = configs[0].split_kind
+    _, per_fold = purpose_data(dataset, purpose, folds, kind)
+    for fold, config in enumerate(configs):
+        encoder = Path(config.scorers["encoder"]["checkpoint"])
+        if not (encoder / "encoder.json").exists():
+            # ``_encoder_path``'s names: the shared labels encoder and the test one beside it
+            # hold out events of their own; the others learn from every event they are given.
+            holdout = encoder.name == "encoder_holdout" or (purpose == "labels" and encoder.name == "encoder")
+            datasets, _ = purpose_data(dataset, purpose, folds, kind, encoder_holdout=holdout)
+            options = {**encoder_options(job), "holdout": holdout}
+            print(f"training {encoder} ...", flush=True)
+            train_encoder(
+                datasets[min(fold, len(datasets) - 1)],
+                encoder,
+                make_config(EncoderTrainConfig, None, options),
+                resume=False,
+                progress=False,
+            )
+        for name, spec in config.scorers.items():
+            path = Path(spec.get("checkpoint") or "")
+            if spec.get("model") != "sasrec" or path.exists():
+                continue
+            shared = purpose == "labels" and not path.stem.endswith(f"_fold{fold}")
+            data = fold_data(dataset, folds, config.split_kind)[0] if shared else per_fold[fold]
+            print(f"training {path} ...", flush=True)
+            SASRecScorer(seed=SEEDS[name]).fit(data).save_checkpoint(path)
 
 
 def main() -> int:
@@ -122,16 +196,18 @@ def main() -> int:
     dataset = load_amazon_scientific(args.data_dir)
     job = TrainJob.from_config({}, args.work)
     results, frames = {}, {}
-    if any("sasrec-seed1" in v.split("+") for v in args.variants):
-        _seed1_checkpoints(dataset, args.work, job.recommender_config(None))
     for variant in args.variants:
         t0 = time.perf_counter()
-        config = _config(job, args.work, "labels", variant)
-        key = json.dumps([config.scorers, config.candidates], sort_keys=True)
+        configs = _configs(job, args.work, "labels", variant)
+        (test_config,) = _configs(job, args.work, "test", variant)
+        _train_missing(dataset, job, configs, "labels")
+        _train_missing(dataset, job, [test_config], "test")
+        key = json.dumps([[c.scorers, c.candidates] for c in configs], sort_keys=True)
         if key not in frames:
-            frames = {key: ranker_frames(dataset, config)}  # one set of frames in memory at a time
-        ranker, report = train_ranker(dataset, config, frames=frames[key])
-        rec, data, split = test_recommender(dataset, _config(job, args.work, "test", variant), ranker)
+            # one set of frames in memory at a time
+            frames = {key: ranker_frames(dataset, configs[0], fold_configs=configs)}
+        ranker, report = train_ranker(dataset, configs[0], frames=frames[key])
+        rec, data, split = test_recommender(dataset, test_config, ranker)
         test = evaluate(HybridScorer(rec).fit(data), data, split).metrics
         validation = {
             "holdout_ndcg@10": round(report["ranker"]["holdout_ndcg@10"], 4),

@@ -1,8 +1,9 @@
 """The training job behind ``recsys train``: models → ranker → one artifact folder.
 
-1. **models for the labels**: the encoder (fine-tuned) and SASRec are trained on the histories
-   before every label the ranker learns from (each user's last ``label_folds`` events and one more
-   held back), so their scores know nothing of those labels.
+1. **models for the labels**: the encoder (fine-tuned) is trained on the histories before every
+   label the ranker learns from (each user's last ``label_folds`` events and one more held back),
+   SASRec on the histories before each fold's labels (one model per fold, as the CF scorers are
+   fitted per fold), so their scores know nothing of those labels.
 2. **ranker**: for each label fold, the CF scorers are fitted on the histories before its labels;
    candidates and features follow; LambdaRank learns from all folds
    (``recsys.rank.training.train_ranker``).
@@ -10,6 +11,13 @@
    on every interaction; the artifact is written atomically with the ranker.
 4. **evaluate** (optional): encoder and SASRec trained once more on the test split's training data,
    every scorer fitted on it, the same ranker: the test figures, beside each scorer alone.
+
+Each model sees, in every purpose, the same distance between what it learned from and the event it
+predicts: the encoder holds out its own early-stopping event each time (three events from its last
+training target to a fold-0 label, a test target, or a served user's next event); SASRec, trained
+for a fixed number of epochs, learns up to the event before each label, test target or served
+request. The ranker learns how far to trust each score, so its labels must see the scores as the
+test and serving see them.
 
 An encoder or SASRec ``checkpoint`` given in the config is used as is for every purpose.
 """
@@ -30,7 +38,7 @@ from recsys.data import Dataset, Split, TrainData, all_interactions, label_split
 from recsys.errors import ConfigError
 from recsys.evaluation import evaluate
 from recsys.rank.ranker import Ranker
-from recsys.rank.training import label_folds, train_ranker
+from recsys.rank.training import fold_data, label_folds, train_ranker
 from recsys.recommender import HybridScorer, Recommender, RecommenderConfig, fit_scorers
 from recsys.text.train_config import EncoderTrainConfig
 
@@ -105,17 +113,27 @@ def _temporal(dataset: Dataset, split_kind: str) -> bool:
     return split_kind == "temporal" or (split_kind == "auto" and dataset.has_timestamps)
 
 
-def train_encoder_stage(dataset: Dataset, job: TrainJob, purpose: str) -> tuple[str | None, dict]:
-    """Fine-tune the encoder on ``dataset`` (its own validation event held out for early stopping)."""
+def encoder_options(job: TrainJob) -> dict[str, Any]:
+    """The encoder's settings in ``recsys train``: the job's over ``ENCODER_DEFAULTS``. Without a
+    stage 2 there is nothing to stop early, so by default the encoder then learns from every
+    interaction it is given (``holdout = false``): up to the event before each label, test target
+    or served request, as SASRec does."""
+    options = {**ENCODER_DEFAULTS, **job.encoder}
+    options.setdefault("holdout", float(options["epochs"]) > 0)
+    return options
+
+
+def train_encoder_stage(dataset: Dataset, job: TrainJob, run_dir: Path) -> tuple[str | None, dict]:
+    """Fine-tune the encoder on ``dataset`` into ``run_dir`` (with a holdout: its own validation
+    events held out for early stopping)."""
     from recsys.text.train import train_encoder
 
-    options = {**ENCODER_DEFAULTS, **job.encoder}
+    options = encoder_options(job)
     enabled = options.pop("enabled", True)
     given = options.pop("checkpoint", None)
     if given or not enabled:
         return given, {"skipped": "checkpoint given" if given else "disabled"}
     cfg = make_config(EncoderTrainConfig, None, options)
-    run_dir = job.work / purpose / "encoder"
     result = train_encoder(dataset, run_dir, cfg, resume=False, progress=job.progress)
     return str(run_dir), {
         "run_dir": str(run_dir),
@@ -125,8 +143,19 @@ def train_encoder_stage(dataset: Dataset, job: TrainJob, purpose: str) -> tuple[
     }
 
 
-def train_sasrec_stage(data: TrainData, job: TrainJob, purpose: str) -> tuple[str | None, dict]:
-    """Train SASRec on ``data``'s histories and save its checkpoint."""
+def sasrec_checkpoint(work: Path, purpose: str, fold: int = 0, stem: str = "sasrec") -> Path:
+    """Where ``recsys train`` keeps SASRec for ``purpose``: one per label fold for the labels."""
+    return work / purpose / (f"{stem}_fold{fold}.pt" if purpose == "labels" else f"{stem}.pt")
+
+
+def encoder_run_dir(work: Path, purpose: str, fold: int | None = None) -> Path:
+    """Where ``recsys train`` keeps the encoder for ``purpose`` (and label fold, where each fold
+    has its own)."""
+    return work / purpose / ("encoder" if fold is None else f"encoder_fold{fold}")
+
+
+def train_sasrec_stage(data: TrainData, job: TrainJob, path: Path) -> tuple[str | None, dict]:
+    """Train SASRec on ``data``'s histories and save its checkpoint at ``path``."""
     from recsys.scorers.sasrec import SASRecConfig, SASRecScorer
 
     options = dict(job.sasrec)
@@ -135,7 +164,7 @@ def train_sasrec_stage(data: TrainData, job: TrainJob, purpose: str) -> tuple[st
     if given or not enabled:
         return given, {"skipped": "checkpoint given" if given else "disabled"}
     scorer = SASRecScorer(make_config(SASRecConfig, None, {"progress": job.progress, **options})).fit(data)
-    path = scorer.save_checkpoint(job.work / purpose / "sasrec.pt")
+    scorer.save_checkpoint(path)
     return str(path), {"checkpoint": str(path), **scorer.train_info}
 
 
@@ -146,53 +175,78 @@ def _as_dataset(dataset: Dataset, split: Split) -> Dataset:
     )
 
 
-def purpose_data(dataset: Dataset, purpose: str, folds: int, split_kind: str) -> tuple[Dataset, TrainData]:
-    """What the encoder (a dataset it splits again) and SASRec (histories) learn from for
-    ``purpose``: see ``trained_models``."""
+def purpose_data(
+    dataset: Dataset, purpose: str, folds: int, split_kind: str, encoder_holdout: bool = False
+) -> tuple[list[Dataset], list[TrainData]]:
+    """What the encoder (datasets) and SASRec (histories) learn from for ``purpose``: one of each
+    per label fold for the labels, else one; with ``encoder_holdout`` one encoder for every fold,
+    whose own holdout then lies before every label. See ``trained_models``."""
     if purpose == "labels":
-        if _temporal(dataset, split_kind):
-            split = make_split(dataset, "valid", split_kind)
-            return _as_dataset(dataset, split), TrainData.from_split(dataset, split)
-        encoder_data, split = label_split(dataset, folds, split_kind)
-        return encoder_data, TrainData.from_split(encoder_data, split)
+        if not encoder_holdout:
+            encoders = [_as_dataset(*label_split(dataset, f, split_kind)) for f in range(folds)]
+        elif _temporal(dataset, split_kind):
+            encoders = [_as_dataset(dataset, make_split(dataset, "valid", split_kind))]
+        else:
+            encoders = [label_split(dataset, folds, split_kind)[0]]
+        return encoders, [fold_data(dataset, f, split_kind)[0] for f in range(folds)]
     if purpose == "test":
         split = make_split(dataset, "test", split_kind)
-        return _as_dataset(dataset, split), TrainData.from_split(dataset, split)
-    return dataset, TrainData.from_split(dataset, all_interactions(dataset))
+        return [_as_dataset(dataset, split)], [TrainData.from_split(dataset, split)]
+    return [dataset], [TrainData.from_split(dataset, all_interactions(dataset))]
 
 
 def trained_models(
     dataset: Dataset, job: TrainJob, purpose: str, folds: int, split_kind: str
-) -> tuple[RecommenderConfig, dict, dict]:
-    """The encoder and SASRec trained for ``purpose``, and the recommender config that uses them.
+) -> tuple[list[RecommenderConfig], dict, dict]:
+    """The encoder and SASRec trained for ``purpose``, and the recommender configs that use them:
+    one per label fold for ``labels``, else one.
 
-    - ``labels``: on the histories before every label the ranker learns from, so their scores know
-      nothing of those labels (temporal data: before the validation window);
+    - ``labels``: on the histories before each fold's labels (temporal data: before the validation
+      window); an encoder that holds out events of its own for early stopping is trained once, on
+      the histories before every fold's labels;
     - ``test``: on the test split's training data (``--evaluate``);
     - ``serve``: on every interaction (the artifact).
     """
     seconds: dict[str, float] = {}
-    encoder_data, sasrec_data = purpose_data(dataset, purpose, folds, split_kind)
+    holdout = bool(encoder_options(job)["holdout"])
+    encoder_data, sasrec_data = purpose_data(dataset, purpose, folds, split_kind, holdout)
+    per_fold = purpose == "labels"
     t0 = time.perf_counter()
-    encoder, encoder_report = train_encoder_stage(encoder_data, job, purpose)
+    encoders, encoder_reports = [], {}
+    for fold, encoder_dataset in enumerate(encoder_data):
+        run_dir = encoder_run_dir(job.work, purpose, fold if per_fold and not holdout else None)
+        path, encoder_reports[f"fold {fold}"] = train_encoder_stage(encoder_dataset, job, run_dir)
+        encoders.append(path)
     seconds[f"encoder ({purpose})"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    sasrec, sasrec_report = train_sasrec_stage(sasrec_data, job, purpose)
+    sasrecs, sasrec_reports = [], {}
+    for fold, data in enumerate(sasrec_data):
+        path, sasrec_reports[f"fold {fold}"] = train_sasrec_stage(
+            data, job, sasrec_checkpoint(job.work, purpose, fold)
+        )
+        sasrecs.append(path)
     seconds[f"sasrec ({purpose})"] = time.perf_counter() - t0
-    report = {"encoder": encoder_report, "sasrec": sasrec_report}
-    return job.recommender_config(encoder, sasrec), report, seconds
+    report = {
+        "encoder": encoder_reports if len(encoders) > 1 else encoder_reports["fold 0"],
+        "sasrec": sasrec_reports if per_fold else sasrec_reports["fold 0"],
+    }
+    configs = [
+        job.recommender_config(encoders[min(fold, len(encoders) - 1)], sasrec)
+        for fold, sasrec in enumerate(sasrecs)
+    ]
+    return configs, report, seconds
 
 
 def run_training(dataset: Dataset, job: TrainJob) -> dict[str, Any]:
     """Train every stage into ``job.out``; returns the report (also stored in the manifest)."""
     probe = job.recommender_config(None)
     folds, kind = label_folds(dataset, probe), probe.split_kind
-    config, models, seconds = trained_models(dataset, job, "labels", folds, kind)
+    configs, models, seconds = trained_models(dataset, job, "labels", folds, kind)
     t0 = time.perf_counter()
-    ranker, report = train_ranker(dataset, config, progress=job.progress)
+    ranker, report = train_ranker(dataset, configs[0], progress=job.progress, fold_configs=configs)
     seconds["ranker (scorers, candidates, features, LambdaRank)"] = time.perf_counter() - t0
     report["models"] = {"labels": models}
-    serve_config, report["models"]["serve"], more = trained_models(dataset, job, "serve", folds, kind)
+    (serve_config,), report["models"]["serve"], more = trained_models(dataset, job, "serve", folds, kind)
     seconds.update(more)
     t0 = time.perf_counter()
     serve_data = TrainData.from_split(dataset, all_interactions(dataset))
@@ -200,7 +254,7 @@ def run_training(dataset: Dataset, job: TrainJob) -> dict[str, Any]:
     save_recommender(recommender, job.out, report=report)
     seconds["serve (fit on all interactions, save)"] = time.perf_counter() - t0
     if job.evaluate:
-        test_config, report["models"]["test"], more = trained_models(dataset, job, "test", folds, kind)
+        (test_config,), report["models"]["test"], more = trained_models(dataset, job, "test", folds, kind)
         seconds.update(more)
         t0 = time.perf_counter()
         rec, data, split = test_recommender(dataset, test_config, ranker, kind)

@@ -192,6 +192,9 @@ def test_train_writes_an_artifact_that_evaluate_ranks(
     assert (artifact / "encoders" / "encoder" / "encoder.json").exists()
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["models"]) == {"labels", "serve", "test"}
+    # one SASRec per label fold (here one: the shop has timestamps, so a temporal split)
+    assert set(report["models"]["labels"]["sasrec"]) == {"fold 0"}
+    assert (tmp_path / "artifact.work" / "labels" / "sasrec_fold0.pt").exists()
     assert set(report["test"]) >= {"hybrid", "als", "ease", "sasrec", "encoder"}
     code, out, err = run(
         capsys,

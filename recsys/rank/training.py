@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -88,20 +89,35 @@ def label_folds(dataset: Dataset, config: RecommenderConfig) -> int:
     return config.label_folds
 
 
+def fold_data(dataset: Dataset, fold: int, split_kind: str) -> tuple[TrainData, Split]:
+    """The histories before label fold ``fold``'s labels, and the split that holds those labels."""
+    data, split = label_split(dataset, fold, split_kind)
+    return TrainData.from_split(data, split), split
+
+
 def ranker_frames(
-    dataset: Dataset, config: RecommenderConfig, *, progress: bool = False
+    dataset: Dataset,
+    config: RecommenderConfig,
+    *,
+    progress: bool = False,
+    fold_configs: Sequence[RecommenderConfig] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any], dict[str, float]]:
     """The labelled candidates of every fold, one frame (a query per (fold, user)), with candidate
     recall per fold and the seconds spent fitting scorers and building candidates and features.
 
     For each fold the scorers are fitted on the histories before its labels; candidates and
-    features follow."""
+    features follow. ``fold_configs`` gives each fold a config of its own (the same scorers, with
+    checkpoints trained on that fold's histories); default: ``config`` for every fold."""
     times: dict[str, float] = {"fit_scorers_labels": 0.0, "candidates_features": 0.0}
     frames, stats = [], {}
-    for fold in range(label_folds(dataset, config)):
+    n_folds = label_folds(dataset, config)
+    if fold_configs is not None and len(fold_configs) != n_folds:
+        raise ConfigError(f"{len(fold_configs)} fold configs for {n_folds} label folds")
+    for fold in range(n_folds):
         t0 = time.perf_counter()
-        fold_data, fold_split = label_split(dataset, fold, config.split_kind)
-        label_data = TrainData.from_split(fold_data, fold_split)
+        if fold_configs is not None:
+            config = fold_configs[fold]
+        label_data, fold_split = fold_data(dataset, fold, config.split_kind)
         scorers = fit_scorers(config, label_data, progress)
         side = ItemSide.from_scorers(label_data, scorers, config.embeddings_from)
         times["fit_scorers_labels"] += time.perf_counter() - t0
@@ -119,14 +135,18 @@ def train_ranker(
     *,
     progress: bool = False,
     frames: tuple[pl.DataFrame, dict[str, Any], dict[str, float]] | None = None,
+    fold_configs: Sequence[RecommenderConfig] | None = None,
 ) -> tuple[Ranker, dict[str, Any]]:
-    """Learn the ranker from ``config.label_folds`` labelled events per user (``ranker_frames``;
-    or ``frames``, what it returned for the same scorers and candidates, to try ranker settings).
+    """Learn the ranker from ``config.label_folds`` labelled events per user (``ranker_frames``,
+    with ``fold_configs`` where each fold has its own; or ``frames``, what it returned for the
+    same scorers and candidates, to try ranker settings).
 
     LambdaRank learns from all folds at once. Returns the ranker and a report: stage times,
     candidate recall per fold, early-stopping figures and feature importance.
     """
-    frame, stats, times = frames or ranker_frames(dataset, config, progress=progress)
+    frame, stats, times = frames or ranker_frames(
+        dataset, config, progress=progress, fold_configs=fold_configs
+    )
     times = dict(times)
     t0 = time.perf_counter()
     ranker_config = config.ranker_config()

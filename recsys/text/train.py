@@ -34,7 +34,7 @@ import torch
 from recsys.atomic import atomic_writer, write_text
 from recsys.config import make_config
 from recsys.data.dataset import Dataset
-from recsys.data.split import Split, make_split
+from recsys.data.split import Split, all_interactions, make_split
 from recsys.data.train_data import TrainData
 from recsys.errors import ArtifactError, ConfigError
 from recsys.evaluation.protocol import evaluate
@@ -113,7 +113,9 @@ class EncoderTrainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.dataset = dataset
-        self.split: Split = make_split(dataset, "valid", cfg.split_kind)
+        self.split: Split = (
+            make_split(dataset, "valid", cfg.split_kind) if cfg.holdout else all_interactions(dataset)
+        )
         self.data = TrainData.from_split(dataset, self.split)
         self.eval_split = self._eval_subset(self.split)
         self.pairs = next_item_pairs(self.data)
@@ -528,7 +530,12 @@ class EncoderTrainer:
         return True
 
     def _evaluate_and_keep(self) -> bool:
-        """Validate; save a new best checkpoint; return True when patience is exhausted."""
+        """Validate; save a new best checkpoint; return True when patience is exhausted. Without a
+        holdout: keep the model as it is now (the last one wins)."""
+        if not self.config.holdout:
+            self.best = {"step": self.step}
+            self.save_best({})
+            return False
         t0 = time.perf_counter()
         metrics = self.validate()
         record = {
@@ -565,7 +572,7 @@ class EncoderTrainer:
         resumed = resume and self.load_state()
         if not resumed:
             (self.run_dir / "history.jsonl").unlink(missing_ok=True)
-            if cfg.eval_at_start:
+            if cfg.eval_at_start and cfg.holdout:
                 self._evaluate_and_keep()
         if not self.head_done and cfg.projection and cfg.head_epochs and cfg.user_input == "items":
             self.train_head(progress)
@@ -612,7 +619,7 @@ class EncoderTrainer:
                 self.elapsed = elapsed0 + time.perf_counter() - start
                 bar.set_postfix(loss=f"{ema:.3f}", ex_s=f"{self.examples / max(self.elapsed, 1e-9):.1f}")
                 bar.update(1)
-                if self.step % cfg.eval_every == 0:
+                if cfg.holdout and self.step % cfg.eval_every == 0:
                     last_eval_step = self.step
                     if self._evaluate_and_keep():
                         stopped = "early stopping"
@@ -635,13 +642,16 @@ class EncoderTrainer:
             self._evaluate_and_keep()
         self.elapsed = elapsed0 + time.perf_counter() - start
         self.save_state()
-        log.info(
-            "stopped (%s) at step %d; best validation ndcg@10 %.4f at step %d",
-            stopped,
-            self.step,
-            self.best["ndcg@10"],
-            self.best["step"],
-        )
+        if cfg.holdout:
+            log.info(
+                "stopped (%s) at step %d; best validation ndcg@10 %.4f at step %d",
+                stopped,
+                self.step,
+                self.best["ndcg@10"],
+                self.best["step"],
+            )
+        else:
+            log.info("stopped (%s) at step %d; no holdout: the last model is kept", stopped, self.step)
         return TrainResult(
             run_dir=self.run_dir,
             best_step=int(self.best["step"]),

@@ -69,6 +69,11 @@ class EncoderTrainConfig:
     # by age, which it learns quickly and which does not generalise. 0: in-batch negatives only.
     bank_refresh: int = 0
     # Early stopping and checkpoints.
+    # Hold out each user's last two events (validation and test targets) to validate and stop
+    # early on; False: learn from every interaction given, for a run of fixed length (stage 1
+    # alone, or a fixed ``epochs`` of stage 2) whose model should be as recent as its data. Without
+    # a holdout there is no validation: the last model is kept, with no validation figures.
+    holdout: bool = True
     split_kind: str = "auto"
     eval_every: int = 100
     eval_users: int = 2000  # validation users scored per evaluation (0: all)

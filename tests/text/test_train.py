@@ -197,3 +197,16 @@ def test_item_prior_is_kept_with_the_checkpoint_and_new_items_get_the_unknown_pr
     np.testing.assert_array_equal(again.item_bias, with_bias.item_bias)
     grown = with_bias.with_new_items(trainer.data.n_items + 2)
     assert grown is not None and grown[-2:].tolist() == pytest.approx([prior, prior])
+
+
+def test_without_a_holdout_it_learns_every_event_and_keeps_the_last_model(shop, tmp_path):
+    cfg = EncoderTrainConfig(**SMALL, holdout=False, epochs=0.0, head_epochs=2)
+    trainer = EncoderTrainer(shop, cfg, tmp_path / "all")
+    assert trainer.data.history_lengths().sum() == shop.interactions.height  # nothing held out
+    result = trainer.run(progress=False)
+    assert result.best_metrics == {} and result.history == []  # no validation without a holdout
+    _, meta = resolve_checkpoint(tmp_path / "all")
+    assert meta["validation"] == {} and meta["data_fingerprint"] == trainer.data.fingerprint
+    live = trainer.encode_all_items()
+    scorer = TextScorer(checkpoint=str(tmp_path / "all"), cache_dir=str(tmp_path / "cache")).fit(trainer.data)
+    np.testing.assert_allclose(scorer.item_embeddings, live, atol=1e-5)
