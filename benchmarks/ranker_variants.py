@@ -23,7 +23,6 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `sasrec-seed1`: a second SASRec, seed 1, as one more scorer (features only);
 - `sasrec-shared`: one SASRec for every label fold, trained on the histories before all of them
   (`recsys train` before it trained one per fold), instead of one per fold;
-- `no-z`: without the scores' standard scores over the catalogue (`<scorer>_z`);
 - `folds3`: three label folds (each user's validation event and the two before it), not two;
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
@@ -91,7 +90,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sasrec-shared": {"shared": {"sasrec": True}},
     "encoder-holdout": {"shared": {"encoder": True}},
     "folds3": {"label_folds": 3},
-    "no-z": {"exclude": "_z"},
 }
 SEEDS = {"sasrec": 0, "sasrec_seed1": 1}
 
@@ -129,9 +127,6 @@ def _configs(job: TrainJob, work: Path, purpose: str, variant: str) -> list[Reco
                 scorers[name] = spec
             candidates.update(VARIANTS[part].get("candidates", {}))
             ranker.update(VARIANTS[part].get("ranker", {}))
-            if "exclude" in VARIANTS[part]:
-                suffix = VARIANTS[part]["exclude"]
-                ranker["exclude_features"] = [f"{name}{suffix}" for name in scorers]
         candidates = {name: depth for name, depth in candidates.items() if depth}
         configs.append(
             dataclasses.replace(
