@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys.errors import ConfigError
-from recsys.rank.ranker import Ranker, RankerConfig, smoothed_best
+from recsys.errors import ArtifactError, ConfigError
+from recsys.rank.ranker import Ranker, RankerConfig, ndcg_at, smoothed_best
 from recsys.rank.training import train_ranker
 
 
@@ -60,3 +60,44 @@ def test_excluded_features_leave_the_model(synthetic, hybrid_config):
         train_ranker(synthetic, bad)
     with pytest.raises(ConfigError, match="list of feature names"):
         RankerConfig(exclude_features="sim_mean")  # type: ignore[arg-type]
+
+
+def test_ndcg_at_by_hand():
+    # Queries 1 and 2: the positive ranked second → 1/log2(3) each; query 3 has none → 1.
+    scores = np.array([0.9, 0.5, 0.1, 0.2, 0.8, 0.3, 0.4])
+    labels = np.array([0, 1, 0, 1, 0, 0, 0])
+    got = ndcg_at(scores, labels, np.array([3, 2, 2]), 10)
+    assert got == pytest.approx((2 / np.log2(3) + 1.0) / 3)
+    assert ndcg_at(np.array([0.2, 0.8]), np.array([1, 0]), np.array([2]), 1) == 0.0
+
+
+def test_an_ensemble_averages_its_members_and_survives_a_round_trip(tmp_path):
+    frame = _frame(300, 0)
+    config = RankerConfig(max_rounds=60, min_data_in_leaf=5, early_stopping_rounds=20, threads=1, ensemble=3)
+    ranker = Ranker(config, ["a", "b"]).fit(frame)
+    assert len(ranker.boosters) == 3 and len(ranker.info["best_rounds"]) == 3
+    assert 0.0 < ranker.info["holdout_ndcg@10_ensemble"] <= 1.0
+    test = _frame(100, 1)
+    x = ranker.matrix(test)
+    members = [b.predict(x, num_iteration=b.best_iteration) for b in ranker.boosters]
+    assert not np.allclose(members[0], members[1])  # different seeds learn different trees
+    np.testing.assert_allclose(ranker.predict(test), np.mean(members, axis=0))
+    # SHAP contributions of the mean model: they sum (with the bias) to its score.
+    contrib = ranker.contributions(test)
+    bias = np.mean(
+        [b.predict(x, num_iteration=b.best_iteration, pred_contrib=True)[:, -1] for b in ranker.boosters],
+        axis=0,
+    )
+    np.testing.assert_allclose(contrib.sum(axis=1) + bias, ranker.predict(test), rtol=1e-5, atol=1e-6)
+    meta = ranker.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ranker-1.txt", "ranker-2.txt", "ranker.txt"]
+    loaded = Ranker.load(tmp_path, meta)
+    np.testing.assert_allclose(loaded.predict(test), ranker.predict(test))
+    assert loaded.importance() == ranker.importance()
+    if loaded.compile(tmp_path / "cache"):
+        np.testing.assert_allclose(loaded.predict(test), ranker.predict(test), rtol=1e-6)
+    (tmp_path / "ranker-2.txt").unlink()
+    with pytest.raises(ArtifactError, match=r"no ranker-2\.txt"):
+        Ranker.load(tmp_path, meta)
+    with pytest.raises(ConfigError, match="ensemble"):
+        RankerConfig(ensemble=0)
