@@ -23,8 +23,7 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `sasrec-seed1`: a second SASRec, seed 1, as one more scorer (features only);
 - `sasrec-shared`: one SASRec for every label fold, trained on the histories before all of them
   (`recsys train` before it trained one per fold), instead of one per fold;
-- `bag3`: three LambdaRank models (seeds 0, 1, 2: their own holdout users, row and feature
-  samples) whose scores are averaged; the validation figures are the first one's;
+- `single`: one LambdaRank model instead of the average of three (`ranker.ensemble`);
 - `folds3`: three label folds (each user's validation event and the two before it), not two;
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
@@ -53,7 +52,6 @@ from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np
 from _machine import machine
 
 from pipelines.train import (
@@ -67,7 +65,6 @@ from pipelines.train import (
 from recsys.data import load_amazon_scientific
 from recsys.evaluation import evaluate
 from recsys.evaluation.report import write_json
-from recsys.rank.ranker import Ranker
 from recsys.rank.training import fold_data, label_folds, ranker_frames, train_ranker
 from recsys.recommender import HybridScorer, RecommenderConfig
 
@@ -94,7 +91,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sasrec-shared": {"shared": {"sasrec": True}},
     "encoder-holdout": {"shared": {"encoder": True}},
     "folds3": {"label_folds": 3},
-    "bag3": {"bag": 3},
+    "single": {"ranker": {"ensemble": 1}},
 }
 SEEDS = {"sasrec": 0, "sasrec_seed1": 1}
 
@@ -191,17 +188,6 @@ def _train_missing(dataset, job: TrainJob, configs: list[RecommenderConfig], pur
             SASRecScorer(seed=SEEDS[name]).fit(data).save_checkpoint(path)
 
 
-class _Averaged(Ranker):
-    """The mean score of several rankers over the same features."""
-
-    def __init__(self, members: list[Ranker]) -> None:
-        super().__init__(members[0].config, members[0].features)
-        self.members = members
-
-    def predict_array(self, x: np.ndarray) -> np.ndarray:
-        return np.mean([m.predict_array(x) for m in self.members], axis=0)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("variants", nargs="+", type=_variant, help="variant names, combined with +")
@@ -223,17 +209,15 @@ def main() -> int:
             # one set of frames in memory at a time
             frames = {key: ranker_frames(dataset, configs[0], fold_configs=configs)}
         ranker, report = train_ranker(dataset, configs[0], frames=frames[key])
-        bag = max((VARIANTS[part].get("bag", 1) for part in variant.split("+")), default=1)
-        if bag > 1:
-            members = [ranker]
-            for seed in range(1, bag):
-                member_config = dataclasses.replace(configs[0], ranker={**configs[0].ranker, "seed": seed})
-                members.append(train_ranker(dataset, member_config, frames=frames[key])[0])
-            ranker = _Averaged(members)
         rec, data, split = test_recommender(dataset, test_config, ranker)
         test = evaluate(HybridScorer(rec).fit(data), data, split).metrics
         validation = {
             "holdout_ndcg@10": round(report["ranker"]["holdout_ndcg@10"], 4),
+            **(
+                {"holdout_ndcg@10_ensemble": round(report["ranker"]["holdout_ndcg@10_ensemble"], 4)}
+                if "holdout_ndcg@10_ensemble" in report["ranker"]
+                else {}
+            ),
             "best_round": report["ranker"]["best_round"],
             **{
                 f"candidate_recall_{f}": v["candidate_recall"]["merged"]

@@ -71,12 +71,13 @@ example:
 
 
 EPILOG_TRAIN = """\
-stages: encoder (fine-tune on the histories before every label) -> scorers, candidates and features
-on each label fold -> LightGBM LambdaRank -> scorers refitted on every interaction -> ARTIFACT.
+stages: encoder and SASRec (trained on the histories before each label fold's labels) -> scorers,
+candidates and features on each label fold -> LightGBM LambdaRank (an ensemble of seeds) -> encoder
+and SASRec retrained, scorers refitted, on every interaction -> ARTIFACT.
 
 config file (--config, TOML), every section and key optional:
   [recommender]
-  label_folds = 3                # labelled events per user the ranker learns from
+  label_folds = 2                # labelled events per user the ranker learns from
   [recommender.candidates]       # source -> how many of its best items become candidates
   als = 100
   covisit = 50
@@ -86,6 +87,7 @@ config file (--config, TOML), every section and key optional:
   [ranker]
   num_leaves = 31
   learning_rate = 0.05
+  ensemble = 3                   # LambdaRank models of different seeds, scores averaged
   exclude_features = ["factor_sim_last"]  # ablation: leave features out of the model
   [sasrec]
   enabled = true                 # the sequential model (a causal transformer over item ids and text)
@@ -217,6 +219,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"\ncandidate recall on the validation targets: merged {recall['merged']:.4f}")
     depths = tuple(next(v for k, v in recall.items() if k != "merged"))
     print(format_table({k: v for k, v in recall.items() if k != "merged"}, depths, first="source"))
+    info = report["ranker"]
+    line = f"\nranker: holdout NDCG@10 {info['holdout_ndcg@10']:.4f} at round {info['best_round']}"
+    if "holdout_ndcg@10_ensemble" in info:
+        n, ndcg = len(info["best_rounds"]), info["holdout_ndcg@10_ensemble"]
+        line += f"; the {n} models averaged {ndcg:.4f}"
+    print(line)
     print("\nfeature importance (gain, top 10):")
     for name, gain in list(report["importance"].items())[:10]:
         print(f"  {name:<28} {gain:>12.1f}")
