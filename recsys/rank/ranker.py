@@ -279,7 +279,8 @@ class Ranker:
     def load(cls, folder: Path, meta: dict[str, Any]) -> Ranker:
         import lightgbm as lgb
 
-        ranker = cls(RankerConfig(**meta["config"]), meta["features"])
+        # An artifact written before ``ensemble`` existed holds one model.
+        ranker = cls(RankerConfig(**{"ensemble": 1, **meta["config"]}), meta["features"])
         for member in range(ranker.config.ensemble):
             path = folder / model_file_name(member)
             if not path.exists():

@@ -96,6 +96,15 @@ def test_an_ensemble_averages_its_members_and_survives_a_round_trip(tmp_path):
     assert loaded.importance() == ranker.importance()
     if loaded.compile(tmp_path / "cache"):
         np.testing.assert_allclose(loaded.predict(test), ranker.predict(test), rtol=1e-6)
+    # An artifact from before the ensemble: one model, no ``ensemble`` in its config.
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "ranker.txt").write_text((tmp_path / "ranker.txt").read_text())
+    old_meta = {**meta, "config": {k: v for k, v in meta["config"].items() if k != "ensemble"}}
+    first = ranker.boosters[0]
+    np.testing.assert_allclose(
+        Ranker.load(single, old_meta).predict(test), first.predict(x, num_iteration=first.best_iteration)
+    )
     (tmp_path / "ranker-2.txt").unlink()
     with pytest.raises(ArtifactError, match=r"no ranker-2\.txt"):
         Ranker.load(tmp_path, meta)
