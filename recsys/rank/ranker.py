@@ -334,22 +334,20 @@ def _compile_one(text: str, cpu: str, folder: Path) -> Any:
 
 
 def ndcg_at(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) -> float:
-    """Mean NDCG@k over queries (consecutive rows, ``groups`` long each), gain 2^label − 1, ties
-    in score broken by row order; a query without a positive counts 1, as in LightGBM."""
-    total, start = 0.0, 0
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    for n in groups:
-        s, lab = scores[start : start + n], labels[start : start + n].astype(np.float64)
-        start += n
-        ideal = np.sort(2.0**lab - 1.0)[::-1][:k]
-        if ideal.sum() <= 0:
-            total += 1.0
-            continue
-        top = np.argsort(-s, kind="stable")[:k]
-        total += float(
-            ((2.0 ** lab[top] - 1.0) * discounts[: len(top)]).sum() / (ideal * discounts[: len(ideal)]).sum()
-        )
-    return total / max(len(groups), 1)
+    """Mean NDCG@k over queries (consecutive rows, ``groups`` long each) with binary labels, by the
+    evaluation's own metric (``recsys.evaluation.metrics``), ties in score broken by row order; a
+    query without a positive counts 1, as in LightGBM."""
+    from recsys.evaluation.metrics import ranking_metrics
+
+    n_queries = len(groups)
+    query = np.repeat(np.arange(n_queries), groups)
+    order = np.lexsort((np.arange(len(scores)), -np.asarray(scores), query))
+    position = np.empty(len(scores), np.int64)
+    position[order] = np.arange(len(scores)) - np.repeat(np.cumsum(groups) - groups, groups)
+    positive = np.asarray(labels) > 0
+    answered, user_of = np.unique(query[positive], return_inverse=True)
+    ndcg = ranking_metrics(position[positive], user_of, len(answered), ks=(k,))[f"ndcg@{k}"]
+    return float((ndcg.sum() + (n_queries - len(answered))) / max(n_queries, 1))
 
 
 def smoothed_best(curve: np.ndarray, window: int) -> int:
