@@ -21,6 +21,8 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
   list) 10 or 100 instead of 30;
 - `sasrec200`: SASRec's 200 best items as candidates instead of 100;
 - `sasrec-seed1`: a second SASRec, seed 1, as one more scorer (features only);
+- `gru`, `gru50`: a GRU over the same item vectors (`architecture = "gru"`, one layer) as one more
+  scorer, for features only or also as a candidate source (its 50 best items);
 - `sasrec-shared`: one SASRec for every label fold, trained on the histories before all of them
   (`recsys train` before it trained one per fold), instead of one per fold;
 - `single`: one LambdaRank model instead of the average of three (`ranker.ensemble`);
@@ -89,11 +91,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # (`pipelines.train.sasrec_checkpoint`), trained here on first use.
     "sasrec-seed1": {"scorers": {"sasrec_seed1": {"model": "sasrec", "stem": "sasrec_seed1"}}},
     "sasrec-shared": {"shared": {"sasrec": True}},
+    "gru": {"scorers": {"gru": {"model": "sasrec", "architecture": "gru", "layers": 1, "stem": "gru"}}},
+    "gru50": {
+        "scorers": {"gru": {"model": "sasrec", "architecture": "gru", "layers": 1, "stem": "gru"}},
+        "candidates": {"gru": 50},
+    },
     "encoder-holdout": {"shared": {"encoder": True}},
     "folds3": {"label_folds": 3},
     "single": {"ranker": {"ensemble": 1}},
 }
-SEEDS = {"sasrec": 0, "sasrec_seed1": 1}
+SEEDS = {"sasrec": 0, "sasrec_seed1": 1, "gru": 0}
 
 
 def _variant(name: str) -> str:
@@ -185,7 +192,8 @@ def _train_missing(dataset, job: TrainJob, configs: list[RecommenderConfig], pur
             shared = purpose == "labels" and not path.stem.endswith(f"_fold{fold}")
             data = fold_data(dataset, folds, config.split_kind)[0] if shared else per_fold[fold]
             print(f"training {path} ...", flush=True)
-            SASRecScorer(seed=SEEDS[name]).fit(data).save_checkpoint(path)
+            options = {k: v for k, v in spec.items() if k in ("architecture", "layers", "dim", "epochs")}
+            SASRecScorer(seed=SEEDS[name], **options).fit(data).save_checkpoint(path)
 
 
 def main() -> int:

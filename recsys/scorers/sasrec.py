@@ -10,6 +10,11 @@ full softmax is cheap.
 embedding (the zero-shot encoder's, cached like the text scorer's), in the input and in the output
 layer alike, so items with few events borrow from what their descriptions share with others.
 
+``architecture = "gru"``: the same item vectors, loss and training read by a GRU instead of the
+transformer (GRU4Rec, Hidasi et al. 2016, trained with the full softmax as above): a recurrent
+model keeps a running summary where attention looks back at each item, so the two make different
+mistakes, and the ranker can weigh one against the other.
+
 ``checkpoint``: a file written by ``save_checkpoint`` (``recsys train`` trains one model on the
 histories before every ranker label and shares it across folds). ``fit`` then loads it instead of
 training, and scores whatever histories the data holds.
@@ -36,8 +41,12 @@ from recsys.scorers.base import Scorer
 log = logging.getLogger(__name__)
 
 
+ARCHITECTURES = ("transformer", "gru")
+
+
 @dataclass(frozen=True)
 class SASRecConfig:
+    architecture: str = "transformer"  # transformer (SASRec) | gru (GRU4Rec)
     dim: int = 64
     layers: int = 2
     heads: int = 2
@@ -59,6 +68,10 @@ class SASRecConfig:
     progress: bool = False
 
     def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(
+                f"sasrec: architecture must be one of {', '.join(ARCHITECTURES)}, not {self.architecture!r}"
+            )
         if self.dim % self.heads or self.dim < 1 or self.layers < 1 or self.max_length < 2:
             raise ConfigError(
                 "sasrec: dim must be a positive multiple of heads; layers >= 1, max_length >= 2"
@@ -80,10 +93,17 @@ class SASRecModel(nn.Module):
             self.register_buffer("text", padded)
             self.text_proj = nn.Linear(text.shape[1], cfg.dim, bias=False)
         self.positions = nn.Embedding(cfg.max_length, cfg.dim)
-        layer = nn.TransformerEncoderLayer(
-            cfg.dim, cfg.heads, 2 * cfg.dim, cfg.dropout, batch_first=True, norm_first=True
-        )
-        self.blocks = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.blocks: nn.Module
+        self.recurrent = cfg.architecture == "gru"
+        if self.recurrent:
+            self.blocks = nn.GRU(
+                cfg.dim, cfg.dim, cfg.layers, batch_first=True, dropout=cfg.dropout if cfg.layers > 1 else 0.0
+            )
+        else:
+            layer = nn.TransformerEncoderLayer(
+                cfg.dim, cfg.heads, 2 * cfg.dim, cfg.dropout, batch_first=True, norm_first=True
+            )
+            self.blocks = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.dim)
         self.dropout = nn.Dropout(cfg.dropout)
         # Small item vectors: the output logits are dot products with them, and unit-variance
@@ -108,6 +128,8 @@ class SASRecModel(nn.Module):
         table = self.item_table() if table is None else table
         x = table[seq] * self.items.embedding_dim**0.5 + self.positions.weight[:length][None]
         x = self.dropout(x) * (seq > 0)[..., None]  # padding enters as zero vectors
+        if self.recurrent:
+            return self.norm(self.blocks(x)[0])  # a GRU is causal by construction
         # Causal mask only: a padding-key mask would leave the leading padding rows with nothing to
         # attend to (NaN), and 0 x NaN poisons the real rows in the next layer.
         causal: torch.Tensor = self.causal  # type: ignore[assignment]
@@ -245,6 +267,7 @@ class SASRecScorer(Scorer):
 
     def _build(self, state: dict[str, Any], config: dict[str, Any], n_items: int) -> None:
         arch = {k: config[k] for k in ("dim", "layers", "heads", "max_length")}
+        arch["architecture"] = config.get("architecture", "transformer")  # older checkpoints: SASRec
         arch["text"] = "text" in state  # the frozen text embeddings travel with the weights
         self.config = make_config(SASRecConfig, None, {**asdict(self.config), **arch})
         text = torch.zeros(n_items, state["text"].shape[1]) if "text" in state else None
@@ -263,13 +286,22 @@ class SASRecScorer(Scorer):
     def get_state(self) -> dict[str, np.ndarray]:
         if self.model is None:
             raise ConfigError("sasrec: not trained")
-        arch = np.array([self.config.dim, self.config.layers, self.config.heads, self.config.max_length])
+        arch = np.array(
+            [
+                self.config.dim,
+                self.config.layers,
+                self.config.heads,
+                self.config.max_length,
+                ARCHITECTURES.index(self.config.architecture),
+            ]
+        )
         return {"arch": arch, **{f"w:{k}": v.numpy() for k, v in self.model.state_dict().items()}}
 
     def set_state(self, state: dict[str, np.ndarray], data: TrainData) -> SASRecScorer:
-        dim, layers, heads, max_length = (int(x) for x in state["arch"])
+        dim, layers, heads, max_length, *kind = (int(x) for x in state["arch"])
         weights = {k[2:]: v for k, v in state.items() if k.startswith("w:")}
-        arch = {"dim": dim, "layers": layers, "heads": heads, "max_length": max_length}
+        arch: dict[str, Any] = {"dim": dim, "layers": layers, "heads": heads, "max_length": max_length}
+        arch["architecture"] = ARCHITECTURES[kind[0] if kind else 0]  # older artifacts: SASRec
         self._build(weights, arch, data.n_items)
         self._data = data
         return self
