@@ -63,7 +63,9 @@ def test_text_model_round_trips_through_checkpoint_and_state(text_sasrec, loo_te
 
 def test_gru_architecture_learns_and_round_trips(loo_test, tmp_path):
     split, data = loo_test
-    gru = build_scorer("sasrec", {**FAST, "epochs": 20, "text": False, "architecture": "gru", "layers": 1}).fit(data)
+    gru = build_scorer(
+        "sasrec", {**FAST, "epochs": 20, "text": False, "architecture": "gru", "layers": 1}
+    ).fit(data)
     assert isinstance(gru.model.blocks, torch.nn.GRU)
     # users follow item successors in the synthetic data: the recurrent model must pick them up
     pop = evaluate(build_scorer("popularity").fit(data), data, split).metrics
