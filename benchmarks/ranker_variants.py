@@ -25,7 +25,8 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
   scorer, for features only or also as a candidate source (its 50 best items);
 - `sasrec-shared`: one SASRec for every label fold, trained on the histories before all of them
   (`recsys train` before it trained one per fold), instead of one per fold;
-- `single`: one LambdaRank model instead of the average of three (`ranker.ensemble`);
+- `single`, `ensemble5`: one LambdaRank model, or five, instead of the average of three
+  (`ranker.ensemble`);
 - `folds3`: three label folds (each user's validation event and the two before it), not two;
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
@@ -99,6 +100,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "encoder-holdout": {"shared": {"encoder": True}},
     "folds3": {"label_folds": 3},
     "single": {"ranker": {"ensemble": 1}},
+    "ensemble5": {"ranker": {"ensemble": 5}},
 }
 SEEDS = {"sasrec": 0, "sasrec_seed1": 1, "gru": 0}
 

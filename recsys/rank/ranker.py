@@ -139,23 +139,7 @@ class Ranker:
         held_groups = np.unique(row_users[in_holdout], return_counts=True)[1]
         self.boosters, bests, curves, held_scores = [], [], [], []
         for member in range(self.config.ensemble):
-            evals: dict[str, Any] = {}
-            callbacks: list[Any] = [
-                lgb.early_stopping(self.config.early_stopping_rounds, verbose=False),
-                lgb.record_evaluation(evals),
-            ]
-            if progress:
-                callbacks.append(lgb.log_evaluation(100))
-            booster = lgb.train(
-                self._params(member),
-                sets["train"],
-                num_boost_round=self.config.max_rounds,
-                valid_sets=[sets["valid"]],
-                valid_names=["holdout"],
-                callbacks=callbacks,
-            )
-            curve = np.asarray(evals["holdout"]["ndcg@10"])
-            best = smoothed_best(curve, self.config.smooth_rounds)
+            booster, best, curve = self._train_member(member, sets["train"], sets["valid"], progress)
             held_scores.append(booster.predict(x[in_holdout], num_iteration=best))
             if full is not None:
                 booster = lgb.train(self._params(member), full, num_boost_round=best)
@@ -181,6 +165,31 @@ class Ranker:
         if full is not None:
             self.info["refit_users"] = len(users)
         return self
+
+    def _train_member(
+        self, member: int, train: Any, valid: Any, progress: bool
+    ) -> tuple[Any, int, np.ndarray]:
+        """One model of the ensemble, early-stopped on the holdout: the model, the round kept (best
+        of the smoothed holdout curve) and the curve (holdout NDCG@10 per round)."""
+        import lightgbm as lgb
+
+        evals: dict[str, Any] = {}
+        callbacks: list[Any] = [
+            lgb.early_stopping(self.config.early_stopping_rounds, verbose=False),
+            lgb.record_evaluation(evals),
+        ]
+        if progress:
+            callbacks.append(lgb.log_evaluation(100))
+        booster = lgb.train(
+            self._params(member),
+            train,
+            num_boost_round=self.config.max_rounds,
+            valid_sets=[valid],
+            valid_names=["holdout"],
+            callbacks=callbacks,
+        )
+        curve = np.asarray(evals["holdout"]["ndcg@10"])
+        return booster, smoothed_best(curve, self.config.smooth_rounds), curve
 
     def _dataset(self, x: np.ndarray, label: np.ndarray, users: np.ndarray) -> Any:
         """A LightGBM dataset of rows sorted by user, one query per user."""
