@@ -23,6 +23,8 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `sasrec-seed1`: a second SASRec, seed 1, as one more scorer (features only);
 - `gru`, `gru50`: a GRU over the same item vectors (`architecture = "gru"`, one layer) as one more
   scorer, for features only or also as a candidate source (its 50 best items);
+- `sasrec-avg2`: SASRec's score and rank from the mean of two models' scores, seeds 0 and 1
+  (the seed-1 checkpoints as `sasrec-seed1`'s), instead of one model's;
 - `sasrec-shared`: one SASRec for every label fold, trained on the histories before all of them
   (`recsys train` before it trained one per fold), instead of one per fold;
 - `single`, `ensemble5`: one LambdaRank model, or five, instead of the average of three
@@ -53,6 +55,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from _machine import machine
@@ -65,11 +69,14 @@ from pipelines.train import (
     sasrec_checkpoint,
     test_recommender,
 )
-from recsys.data import load_amazon_scientific
+from recsys.data import TrainData, load_amazon_scientific
 from recsys.evaluation import evaluate
 from recsys.evaluation.report import write_json
 from recsys.rank.training import fold_data, label_folds, ranker_frames, train_ranker
 from recsys.recommender import HybridScorer, RecommenderConfig
+from recsys.scorers import SCORERS
+from recsys.scorers.base import Scorer
+from recsys.scorers.sasrec import SASRecScorer
 
 # Per variant: options merged into scorers' specs (None removes the scorer), and candidate depths
 # (0 removes the source).
@@ -91,6 +98,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # A second SASRec (seed 1) as a scorer of its own. ``stem``: the checkpoint's file name stem
     # (`pipelines.train.sasrec_checkpoint`), trained here on first use.
     "sasrec-seed1": {"scorers": {"sasrec_seed1": {"model": "sasrec", "stem": "sasrec_seed1"}}},
+    "sasrec-avg2": {"scorers": {"sasrec": {"model": "sasrec_avg"}}},
     "sasrec-shared": {"shared": {"sasrec": True}},
     "gru": {"scorers": {"gru": {"model": "sasrec", "architecture": "gru", "layers": 1, "stem": "gru"}}},
     "gru50": {
@@ -103,6 +111,34 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ensemble5": {"ranker": {"ensemble": 5}},
 }
 SEEDS = {"sasrec": 0, "sasrec_seed1": 1, "gru": 0}
+
+
+class SeedAverage(Scorer):
+    """SASRec's scores averaged over its checkpoint and the seed-1 one beside it (the variant
+    `sasrec-avg2`; the seed-1 checkpoints are trained first, as `sasrec-seed1`'s are)."""
+
+    name = "sasrec_avg"
+
+    def __init__(self, checkpoint: str, **options: Any) -> None:
+        super().__init__()
+        path = Path(checkpoint)
+        self.paths = [path, path.with_name(path.name.replace("sasrec", "sasrec_seed1"))]
+        self.models: list[SASRecScorer] = []
+
+    def fit(self, data: TrainData) -> SeedAverage:
+        self.models = [SASRecScorer(checkpoint=str(p)).fit(data) for p in self.paths]
+        self._data = data
+        return self
+
+    def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
+        return np.asarray(np.mean([m._score(users, items) for m in self.models], axis=0, dtype=np.float32))
+
+    def _score_histories(self, histories: list[np.ndarray], items: np.ndarray | None) -> np.ndarray:
+        scores = [m._score_histories(histories, items) for m in self.models]
+        return np.asarray(np.mean(scores, axis=0, dtype=np.float32))
+
+
+SCORERS["sasrec_avg"] = SeedAverage
 
 
 def _variant(name: str) -> str:
@@ -164,7 +200,6 @@ def _train_missing(dataset, job: TrainJob, configs: list[RecommenderConfig], pur
     `recsys train` would have trained them on (a shared labels model: the histories before every
     fold)."""
     from recsys.config import make_config
-    from recsys.scorers.sasrec import SASRecScorer
     from recsys.text.train import train_encoder
     from recsys.text.train_config import EncoderTrainConfig
 
@@ -187,9 +222,14 @@ def _train_missing(dataset, job: TrainJob, configs: list[RecommenderConfig], pur
                 resume=False,
                 progress=False,
             )
-        for name, spec in config.scorers.items():
+        jobs = [(name, spec) for name, spec in config.scorers.items() if spec.get("model") == "sasrec"]
+        for spec in config.scorers.values():
+            if spec.get("model") == "sasrec_avg":  # the seed-1 model beside SASRec's checkpoint
+                seed1 = SeedAverage(spec["checkpoint"]).paths[1]
+                jobs.append(("sasrec_seed1", {"model": "sasrec", "checkpoint": str(seed1)}))
+        for name, spec in jobs:
             path = Path(spec.get("checkpoint") or "")
-            if spec.get("model") != "sasrec" or path.exists():
+            if path.exists():
                 continue
             shared = purpose == "labels" and not path.stem.endswith(f"_fold{fold}")
             data = fold_data(dataset, folds, config.split_kind)[0] if shared else per_fold[fold]
