@@ -91,6 +91,7 @@ config file (--config, TOML), every section and key optional:
   exclude_features = ["factor_sim_last"]  # ablation: leave features out of the model
   [sasrec]
   enabled = true                 # the sequential model (a causal transformer over item ids and text)
+  architecture = "transformer"   # or "gru": a recurrent reader of the same item vectors
   epochs = 20
   [encoder]
   enabled = true                 # false: no fine-tuned encoder (zero-shot text only)
