@@ -234,7 +234,7 @@ def _train_missing(dataset, job: TrainJob, configs: list[RecommenderConfig], pur
             shared = purpose == "labels" and not path.stem.endswith(f"_fold{fold}")
             data = fold_data(dataset, folds, config.split_kind)[0] if shared else per_fold[fold]
             print(f"training {path} ...", flush=True)
-            options = {k: v for k, v in spec.items() if k in ("architecture", "layers", "dim", "epochs")}
+            options = {k: v for k, v in spec.items() if k not in ("model", "checkpoint")}
             SASRecScorer(seed=SEEDS[name], **options).fit(data).save_checkpoint(path)
 
 
