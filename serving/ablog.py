@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ class ExperimentLog:
             "recsys_ab_records_buffered", "records waiting to be written", registry=registry
         )
         self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
 
     @property
     def backend(self) -> str:
@@ -103,12 +105,23 @@ class ExperimentLog:
                 await pipe.execute()
 
     async def run(self, every_s: float) -> None:
-        """The background writer: flush every ``every_s``, backing off while the backend fails."""
+        """The background writer: flush every ``every_s``, backing off while the backend fails.
+
+        It returns after ``stop()``, once the write in progress (if any) is done. Cancelling it
+        instead can lose the batch it holds: shut down with ``stop()``, await it, then ``close()``.
+        """
         wait = every_s
-        while True:
-            await asyncio.sleep(wait)
+        while not self._stop.is_set():
+            with suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), wait)
+            if self._stop.is_set():
+                return
             ok = await self.flush()
             wait = every_s if ok else min(wait * 2, 30.0)
+
+    def stop(self) -> None:
+        """Ask ``run`` to return; what is still buffered is written by ``close()``."""
+        self._stop.set()
 
     async def close(self) -> None:
         await self.flush()

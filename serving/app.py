@@ -201,7 +201,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             follower.cancel()
             if writer is not None:
-                writer.cancel()
+                ablog.stop()  # type: ignore[union-attr]  # not cancel(): that can lose the batch in flight
+                await writer
                 await ablog.close()  # type: ignore[union-attr]
             with suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
