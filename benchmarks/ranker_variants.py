@@ -29,9 +29,6 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
   (`recsys train` before it trained one per fold), instead of one per fold;
 - `single`, `ensemble5`: one LambdaRank model, or five, instead of the average of three
   (`ranker.ensemble`);
-- `no-shares`: without the two transition-share features (the share of the events after the
-  last item that were the candidate, and of those after its category that fell in the
-  candidate's category);
 - `folds3`: three label folds (each user's validation event and the two before it), not two;
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
@@ -112,9 +109,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "folds3": {"label_folds": 3},
     "single": {"ranker": {"ensemble": 1}},
     "ensemble5": {"ranker": {"ensemble": 5}},
-    "no-shares": {
-        "ranker": {"exclude_features": ("transition_share_from_last", "category_transition_from_last")}
-    },
 }
 SEEDS = {"sasrec": 0, "sasrec_seed1": 1, "gru": 0}
 

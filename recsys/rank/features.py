@@ -6,10 +6,7 @@ learns from validation targets, no feature has seen the target (``tests/rank/tes
 Raw columns, gathered from the scorers' catalogue-wide matrices (``candidates.score_chunk``):
 ``<scorer>_score`` and ``<scorer>_rank`` for every scorer; text similarity of the candidate to the
 last item and to the recent items (fine-tuned embeddings); the co-visitation transition count from
-the last item, and its share of the events after the last item; the share of the events after the
-last item's category that fell in the candidate's (a category-level transition, for candidates
-the item-level counts have never seen follow); popularity overall and among users' latest items;
-history length; repeat flag.
+the last item; popularity overall and among users' latest items; history length; repeat flag.
 Derived with expressions: each score's gap to the user's best candidate, category and brand
 affinity (the share of the user's history in the candidate's category / brand), source flags.
 
@@ -50,42 +47,10 @@ class ItemSide:
     category_labels: np.ndarray  # (n_items,) str: the name without the words every category starts with
     brand_names: np.ndarray  # (n_items,) str, "" unknown
     factors: np.ndarray | None = None  # (n_items, f) unit item vectors of a factor model (ALS), or None
-    # (n_items,) how many events followed each item (the row sums of ``transitions``); None: computed
-    transitions_out: np.ndarray | None = None
-    # (c, c) share of the events after an item of category a that fall in category b; None: computed
-    category_transitions: np.ndarray | None = None
     available: np.ndarray | None = None  # (n_items,) False for items withdrawn from sale; None: all
     _transition_keys: tuple[np.ndarray, np.ndarray] | None = field(
         default=None, init=False, repr=False, compare=False
     )
-
-    def __post_init__(self) -> None:
-        if self.transitions_out is None:
-            self.transitions_out = np.asarray(self.transitions.sum(axis=1), dtype=np.float32).ravel()
-        if self.category_transitions is None:
-            self.category_transitions = _code_transitions(self.transitions, self.category)
-
-    def transition_share(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """(P,) the share of the events after item ``a[p]`` that were ``b[p]``; NaN where ``a[p]``
-        is -1 or was never followed by anything (no evidence, not zero)."""
-        assert self.transitions_out is not None
-        out_n = np.zeros(len(a), dtype=np.float32)
-        ok = (a >= 0) & (a < len(self.transitions_out))
-        out_n[ok] = self.transitions_out[a[ok]]
-        counts = self.transition_counts(a, b)
-        return np.where(out_n > 0, counts / np.maximum(out_n, 1.0), np.nan).astype(np.float32)
-
-    def category_transition(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """(P,) the share of the events after an item of ``a[p]``'s category that fell in ``b[p]``'s;
-        NaN where either category is unknown or ``a[p]``'s was never followed (e.g. a new category)."""
-        assert self.category_transitions is not None
-        table = self.category_transitions
-        ca = np.where(a >= 0, self.category[np.maximum(a, 0)], -1)
-        cb = np.where(b >= 0, self.category[np.maximum(b, 0)], -1)
-        ok = (ca >= 0) & (cb >= 0) & (ca < len(table)) & (cb < len(table))
-        out = np.full(len(a), np.nan, dtype=np.float32)
-        out[ok] = table[ca[ok], cb[ok]]
-        return out
 
     def transition_counts(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """(P,) how often item ``b[p]`` followed item ``a[p]`` in a history; 0 for -1 (no item)."""
@@ -186,20 +151,6 @@ def pair_keys(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return rows * canonical.shape[1] + canonical.indices, canonical.data.astype(np.float32)
 
 
-def _code_transitions(transitions: sp.csr_matrix, codes: np.ndarray) -> np.ndarray:
-    """(c, c) row-normalised counts of code → next code over the item transitions (NaN rows: never
-    followed); items with code -1 are left out."""
-    n_codes = int(codes.max(initial=-1)) + 1
-    table = np.zeros((n_codes, n_codes), dtype=np.float64)
-    coo = transitions.tocoo()
-    ca, cb = codes[coo.row], codes[coo.col]
-    ok = (ca >= 0) & (cb >= 0)
-    np.add.at(table, (ca[ok], cb[ok]), coo.data[ok])
-    totals = table.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(totals > 0, table / totals, np.nan).astype(np.float32)
-
-
 def _cosine(vectors: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.full(len(a), np.nan, dtype=np.float32)
     ok = (a >= 0) & (b >= 0)
@@ -278,8 +229,6 @@ def build_features(
     cols["transition_from_last"] = side.transition_counts(last, items)
     cols["transition_from_second_last"] = side.transition_counts(second, items)
     cols["transition_to_last"] = side.transition_counts(items, last)  # the candidate usually comes before
-    cols["transition_share_from_last"] = side.transition_share(last, items)
-    cols["category_transition_from_last"] = side.category_transition(last, items)
     cols["factor_sim_last"] = (
         _cosine(side.factors, items, last)
         if side.factors is not None
@@ -346,7 +295,6 @@ def feature_names(scorers: list[str], depth: dict[str, int]) -> list[str]:
         names += [f"{s}_score", f"{s}_rank", f"{s}_score_gap"]
     names += ["sim_last", "sim_max", "sim_mean", "factor_sim_last"]
     names += ["transition_from_last", "transition_from_second_last", "transition_to_last"]
-    names += ["transition_share_from_last", "category_transition_from_last"]
     names += ["popularity", "popularity_recent", "history_length", "repeat"]
     names += ["category_affinity", "brand_affinity", "same_category_as_last", "same_brand_as_last"]
     names += ["category_recent_share", "brand_recent_share"]

@@ -31,7 +31,7 @@ def family(feature: str, scorer_models: dict[str, str]) -> str:
     """Which reason family a feature belongs to."""
     if feature.startswith("sim_"):
         return "similar"
-    if feature in ("transition_from_last", "transition_share_from_last"):
+    if feature == "transition_from_last":
         return "after"
     if feature.startswith("popularity"):
         return "popular"

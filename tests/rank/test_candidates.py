@@ -65,32 +65,3 @@ def test_transition_counts_equal_the_matrix_entries():
     np.testing.assert_array_equal(_pair_values(matrix, pair_keys(matrix), a, b), expected)
     empty = sp.csr_matrix((40, 40), dtype=np.float32)
     assert not _pair_values(empty, pair_keys(empty), a, b).any()
-
-
-def test_transition_shares_by_item_and_by_category_have_known_values():
-    import scipy.sparse as sp
-
-    from recsys.rank.features import ItemSide
-
-    # items 0, 1 in category 0; item 2 in category 1; item 3 unknown. Events: 0→1 twice, 0→2 once,
-    # 1→2 once, 2→3 once; item 3 was never followed.
-    a, b = [0, 0, 0, 1, 2], [1, 1, 2, 2, 3]
-    trans = sp.csr_matrix((np.ones(5, np.float32), (a, b)), shape=(4, 4))
-    empty = np.full(4, "", dtype=object)
-    side = ItemSide(
-        embeddings=np.eye(4, dtype=np.float32),
-        transitions=trans,
-        popularity=np.ones(4, np.float32),
-        popularity_recent=np.ones(4, np.float32),
-        category=np.array([0, 0, 1, -1], np.int32),
-        brand=np.full(4, -1, np.int32),
-        category_names=empty,
-        category_labels=empty,
-        brand_names=empty,
-    )
-    last = np.array([0, 0, 1, 3, -1, 2])
-    cand = np.array([1, 2, 2, 0, 1, 1])
-    np.testing.assert_allclose(side.transition_share(last, cand), [2 / 3, 1 / 3, 1.0, np.nan, np.nan, 0.0])
-    # category 0 was followed by category 0 twice (0→1 twice) and by category 1 twice (0→2, 1→2);
-    # category 1 only by the unknown item 3, so its row has no evidence.
-    np.testing.assert_allclose(side.category_transition(last, cand), [0.5, 0.5, 0.5, np.nan, np.nan, np.nan])
