@@ -55,10 +55,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS
+
 import numpy as np
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 from _machine import machine
 
 from pipelines.train import (
