@@ -65,3 +65,45 @@ def test_transition_counts_equal_the_matrix_entries():
     np.testing.assert_array_equal(_pair_values(matrix, pair_keys(matrix), a, b), expected)
     empty = sp.csr_matrix((40, 40), dtype=np.float32)
     assert not _pair_values(empty, pair_keys(empty), a, b).any()
+
+
+def test_softmax_log_probabilities_sum_to_one_over_the_items_not_yet_had():
+    import scipy.sparse as sp
+
+    from recsys.rank.features import ItemSide, build_features, feature_names
+
+    rng = np.random.default_rng(3)
+    n_items = 6
+    histories = [np.array([1, 4]), np.array([2]), np.zeros(0, np.int64)]
+    logits = rng.standard_normal((3, n_items)).astype(np.float32)
+    raw = logits.copy()
+    hidden = logits.copy()
+    for r, h in enumerate(histories):
+        hidden[r, h] = -np.inf
+    hidden[2] = -np.inf  # a user the scorer has no opinion about
+    chunk = ScoredChunk(histories, {"seq": hidden}, {"seq": raw})
+    empty = np.full(n_items, "", dtype=object)
+    side = ItemSide(
+        embeddings=np.eye(n_items, dtype=np.float32),
+        transitions=sp.csr_matrix((n_items, n_items), dtype=np.float32),
+        popularity=np.ones(n_items, np.float32),
+        popularity_recent=np.ones(n_items, np.float32),
+        category=np.full(n_items, -1, np.int32),
+        brand=np.full(n_items, -1, np.int32),
+        category_names=empty,
+        category_labels=empty,
+        brand_names=empty,
+    )
+    rows = np.repeat(np.arange(3), n_items)
+    items = np.tile(np.arange(n_items), 3)
+    frame = build_features(chunk, rows, items, side, {"seq": 3}, softmax=("seq",))
+    assert "seq_logp" in feature_names(["seq"], {"seq": 3}, softmax=("seq",))
+    assert "seq_logp" not in feature_names(["seq"], {"seq": 3})
+    logp = frame["seq_logp"].to_numpy().reshape(3, n_items)
+    for r, h in enumerate(histories[:2]):
+        fresh = np.setdiff1d(np.arange(n_items), h)
+        assert np.exp(logp[r, fresh]).sum() == pytest.approx(1.0, abs=1e-5)
+        expected = logits[r, fresh] - np.log(np.exp(logits[r, fresh]).sum())
+        np.testing.assert_allclose(logp[r, fresh], expected, rtol=1e-5, atol=1e-6)
+    assert np.isnan(logp[2]).all()  # no finite score: no distribution
+    assert "seq_logp" not in build_features(chunk, rows, items, side, {"seq": 3}).columns
