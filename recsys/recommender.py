@@ -38,8 +38,6 @@ from recsys.scorers.base import Scorer
 
 log = logging.getLogger(__name__)
 
-SOFTMAX_MODELS = ("sasrec",)  # trained with a full softmax, so exp(score) is proportional to a probability
-
 
 def _default_scorers() -> dict[str, dict[str, Any]]:
     return {
@@ -103,11 +101,6 @@ class RecommenderConfig:
     def ranker_config(self) -> RankerConfig:
         return make_config(RankerConfig, None, self.ranker)
 
-    @property
-    def softmax_scorers(self) -> tuple[str, ...]:
-        """Scorers whose scores are softmax logits over the catalogue: they get a log-probability."""
-        return tuple(name for name, spec in self.scorers.items() if spec["model"] in SOFTMAX_MODELS)
-
 
 @dataclass(frozen=True)
 class Recommendation:
@@ -160,9 +153,7 @@ class Recommender:
             rows, cand = merge_candidates(chunk, self.config.candidates)
         else:
             rows, cand = np.zeros(len(items), dtype=np.int64), np.asarray(items, dtype=np.int64)
-        return chunk, build_features(
-            chunk, rows, cand, self.side, self.config.candidates, self.config.softmax_scorers
-        )
+        return chunk, build_features(chunk, rows, cand, self.side, self.config.candidates)
 
     def score_frame(self, frame: pl.DataFrame, ranking: str = "hybrid") -> pl.DataFrame:
         """``frame`` with a ``score``: the ranker's (``ranking="hybrid"``), or one scorer's own

@@ -205,14 +205,8 @@ def build_features(
     items: np.ndarray,
     side: ItemSide,
     depth: dict[str, int],
-    softmax: tuple[str, ...] = (),
 ) -> pl.DataFrame:
-    """One row per (chunk row, item) pair with every feature; ``FEATURES`` lists the model's columns.
-
-    ``softmax``: scorers whose scores are the logits of a softmax over the catalogue (SASRec):
-    each also gets ``<name>_logp``, the candidate's log-probability among the items the user has
-    not had. The gap to the best item says how far below the favourite a candidate is; the
-    log-probability also says how sure the model is (a flat distribution or a peaked one)."""
+    """One row per (chunk row, item) pair with every feature; ``FEATURES`` lists the model's columns."""
     recent = _recent_matrix(chunk.histories, N_RECENT)  # (U, N_RECENT)
     lengths = np.array([len(h) for h in chunk.histories], dtype=np.int32)
     cols: dict[str, np.ndarray] = {"row": rows, "item": items}
@@ -223,8 +217,6 @@ def build_features(
         cols[f"{name}_rank"] = chunk.rank_of(name, rows, items)
         best = chunk.scores[name].max(axis=1) if len(rows) else np.zeros(0, np.float32)
         cols[f"_{name}_best"] = np.where(np.isfinite(best), best, np.nan).astype(np.float32)[rows]
-        if name in softmax:
-            cols[f"{name}_logp"] = v - _logsumexp(chunk.scores[name], best)[rows]
     # Text similarity to the recent items: each user's candidates (rows are grouped by user) times
     # their recent items' vectors, one small product per user.
     emb = side.embeddings
@@ -280,16 +272,6 @@ def derived_features(scorers: tuple[str, ...], depth: tuple[tuple[str, int], ...
     )
 
 
-def _logsumexp(scores: np.ndarray, best: np.ndarray) -> np.ndarray:
-    """(U,) log of the summed exp of each row's finite scores (NaN for a row with none)."""
-    out = np.full(len(scores), np.nan, dtype=np.float32)
-    ok = np.isfinite(best)
-    if ok.any():
-        shifted = np.exp(scores[ok] - best[ok, None])  # -inf (history, unknown) → 0
-        out[ok] = best[ok] + np.log(shifted.sum(axis=1))
-    return out
-
-
 def _recent_similarities(
     emb: np.ndarray, rows: np.ndarray, items: np.ndarray, recent: np.ndarray
 ) -> np.ndarray:
@@ -306,11 +288,11 @@ def _recent_similarities(
     return sims
 
 
-def feature_names(scorers: list[str], depth: dict[str, int], softmax: tuple[str, ...] = ()) -> list[str]:
+def feature_names(scorers: list[str], depth: dict[str, int]) -> list[str]:
     """The model's input columns, in order."""
     names: list[str] = []
     for s in scorers:
-        names += [f"{s}_score", f"{s}_rank", f"{s}_score_gap"] + ([f"{s}_logp"] if s in softmax else [])
+        names += [f"{s}_score", f"{s}_rank", f"{s}_score_gap"]
     names += ["sim_last", "sim_max", "sim_mean", "factor_sim_last"]
     names += ["transition_from_last", "transition_from_second_last", "transition_to_last"]
     names += ["popularity", "popularity_recent", "history_length", "repeat"]

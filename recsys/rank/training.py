@@ -63,7 +63,7 @@ def label_frame(
             for d in depths:
                 hits[name][d] += int(((t_rank < d) & t_ok).sum())
         rows, cand = merge_candidates(chunk, config.candidates)
-        frame = build_features(chunk, rows, cand, side, config.candidates, config.softmax_scorers)
+        frame = build_features(chunk, rows, cand, side, config.candidates)
         # merge_candidates and build_features both order pairs by (row, item).
         label = np.asarray(truth[users[rows], cand]).ravel().astype(np.int8)
         frames.append(frame.with_columns(user=pl.Series(users[rows]), label=pl.Series(label)))
@@ -150,7 +150,7 @@ def train_ranker(
     times = dict(times)
     t0 = time.perf_counter()
     ranker_config = config.ranker_config()
-    names = feature_names(list(config.scorers), config.candidates, config.softmax_scorers)
+    names = feature_names(list(config.scorers), config.candidates)
     unknown = sorted(set(ranker_config.exclude_features) - set(names))
     if unknown:
         raise ConfigError(f"ranker.exclude_features names unknown features {unknown}; features: {names}")
