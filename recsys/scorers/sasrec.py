@@ -72,10 +72,11 @@ class SASRecConfig:
             raise ConfigError(
                 f"sasrec: architecture must be one of {', '.join(ARCHITECTURES)}, not {self.architecture!r}"
             )
-        if self.dim % self.heads or self.dim < 1 or self.layers < 1 or self.max_length < 2:
-            raise ConfigError(
-                "sasrec: dim must be a positive multiple of heads; layers >= 1, max_length >= 2"
-            )
+        if self.dim < 1 or self.layers < 1 or self.max_length < 2:
+            raise ConfigError("sasrec: dim and layers must be positive, max_length at least 2")
+        if self.architecture == "transformer" and (self.heads < 1 or self.dim % self.heads):
+            # attention splits dim among the heads; a GRU has no heads, so any dim suits it
+            raise ConfigError(f"sasrec: dim ({self.dim}) must be a multiple of heads ({self.heads})")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ConfigError("sasrec: epochs, batch_size and learning_rate must be positive")
 

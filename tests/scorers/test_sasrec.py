@@ -103,3 +103,15 @@ def test_state_without_an_architecture_loads_as_sasrec(loo_test):
 def test_unknown_architecture_is_refused():
     with pytest.raises(ConfigError, match="architecture must be one of transformer, gru, not 'lstm'"):
         SASRecConfig(architecture="lstm")
+
+
+def test_heads_constrain_dim_only_for_attention(loo_test):
+    with pytest.raises(ConfigError, match=r"dim \(30\) must be a multiple of heads \(4\)"):
+        SASRecConfig(dim=30, heads=4)
+    _, data = loo_test  # a GRU has no heads: any dim trains and loads back
+    options = {**FAST, "epochs": 1, "text": False, "architecture": "gru", "dim": 30, "heads": 4}
+    gru = build_scorer("sasrec", options).fit(data)
+    restored = build_scorer("sasrec").set_state({k: np.array(v) for k, v in gru.get_state().items()}, data)
+    np.testing.assert_array_equal(restored.score(np.arange(5)), gru.score(np.arange(5)))
+    with pytest.raises(ConfigError, match="dim and layers must be positive"):
+        SASRecConfig(architecture="gru", dim=0)
