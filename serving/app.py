@@ -202,7 +202,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             follower.cancel()
             if writer is not None:
                 ablog.stop()  # type: ignore[union-attr]  # not cancel(): that can lose the batch in flight
-                await writer
+                try:
+                    await writer
+                except Exception:  # the writer never raises by design; shutdown goes on if it did
+                    log.exception("the experiment log writer failed")
                 await ablog.close()  # type: ignore[union-attr]
             with suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
