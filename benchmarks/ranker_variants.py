@@ -29,6 +29,8 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
   (`recsys train` before it trained one per fold), instead of one per fold;
 - `single`, `ensemble5`: one LambdaRank model, or five, instead of the average of three
   (`ranker.ensemble`);
+- `binary`: the ranker learns each candidate's log loss (is it the target?) instead of
+  LambdaRank's pairwise swaps;
 - `folds3`: three label folds (each user's validation event and the two before it), not two;
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
@@ -108,6 +110,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "folds3": {"label_folds": 3},
     "single": {"ranker": {"ensemble": 1}},
     "ensemble5": {"ranker": {"ensemble": 5}},
+    "binary": {"ranker": {"objective": "binary"}},
 }
 SEEDS = {"sasrec": 0, "sasrec_seed1": 1, "gru": 0}
 

@@ -71,6 +71,16 @@ def test_ndcg_at_by_hand():
     assert ndcg_at(np.array([0.2, 0.8]), np.array([1, 0]), np.array([2]), 1) == 0.0
 
 
+@pytest.mark.parametrize("objective", ["rank_xendcg", "binary"])
+def test_other_objectives_learn_the_order(objective):
+    config = RankerConfig(objective=objective, max_rounds=60, min_data_in_leaf=5, threads=1, ensemble=1)
+    ranker = Ranker(config, ["a", "b"]).fit(_frame(300, 0))
+    test = _frame(100, 1)
+    assert np.corrcoef(ranker.predict(test), test["a"].to_numpy())[0, 1] > 0.6
+    with pytest.raises(ConfigError, match="lambdarank, rank_xendcg, binary, not 'pairwise'"):
+        RankerConfig(objective="pairwise")
+
+
 def test_an_ensemble_averages_its_members_and_survives_a_round_trip(tmp_path):
     frame = _frame(300, 0)
     config = RankerConfig(max_rounds=60, min_data_in_leaf=5, early_stopping_rounds=20, threads=1, ensemble=3)
