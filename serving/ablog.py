@@ -54,6 +54,7 @@ class ExperimentLog:
         )
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
 
     @property
     def backend(self) -> str:
@@ -104,14 +105,18 @@ class ExperimentLog:
             async with timeout(self.timeout_s * 10):
                 await pipe.execute()
 
+    def start(self, every_s: float) -> None:
+        """Run the background writer (``run``) in this event loop until ``close()``."""
+        self._writer = asyncio.get_running_loop().create_task(self.run(every_s))
+
     async def run(self, every_s: float) -> None:
         """The background writer: flush every ``every_s``, backing off while the backend fails.
 
         It returns after ``stop()``, once the write in progress (if any) is done. Cancelling it
-        instead can lose the batch it holds: shut down with ``stop()``, await it, then ``close()``.
+        instead can lose the batch it holds, which is why ``close()`` stops it this way.
         """
         wait = every_s
-        while not self._stop.is_set():
+        while True:
             with suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), wait)
             if self._stop.is_set():
@@ -124,6 +129,13 @@ class ExperimentLog:
         self._stop.set()
 
     async def close(self) -> None:
+        """Stop the writer ``start`` began and wait for its write in flight, then write the rest."""
+        self.stop()
+        if self._writer is not None:
+            try:
+                await self._writer
+            except Exception:  # run() never raises by design; closing goes on if it did
+                log.exception("the experiment log writer failed")
         await self.flush()
         if self.files is not None:
             self.files.close()

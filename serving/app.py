@@ -195,18 +195,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     log.exception("applying catalogue changes failed")
 
         follower = loop.create_task(follow_catalogue())
-        writer = loop.create_task(ablog.run(settings.ab_flush_s)) if ablog is not None else None
+        if ablog is not None:
+            ablog.start(settings.ab_flush_s)
         try:
             yield
         finally:
             follower.cancel()
-            if writer is not None:
-                ablog.stop()  # type: ignore[union-attr]  # not cancel(): that can lose the batch in flight
-                try:
-                    await writer
-                except Exception:  # the writer never raises by design; shutdown goes on if it did
-                    log.exception("the experiment log writer failed")
-                await ablog.close()  # type: ignore[union-attr]
+            if ablog is not None:
+                await ablog.close()  # stops the writer after its write in flight, then writes the rest
             with suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
             await store.close()
