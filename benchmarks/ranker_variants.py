@@ -32,6 +32,11 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `binary`: the ranker learns each candidate's log loss (is it the target?) instead of
   LambdaRank's pairwise swaps;
 - `folds3`: three label folds (each user's validation event and the two before it), not two;
+- `raw-counts`: count features (popularity, transitions, co-visitation scores) as raw counts
+  instead of per 10,000 training interactions (`count_features`);
+- `no-position`: without the items' mean position in histories (`item_position`, `..._gap`);
+- `sknn`, `sknn-features`: session-based nearest neighbours as one more scorer, with its 100 best
+  items as candidates or for features only;
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
   test split (`<work>/test/encoder_holdout`), instead of on every event before each label.
@@ -111,6 +116,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "single": {"ranker": {"ensemble": 1}},
     "ensemble5": {"ranker": {"ensemble": 5}},
     "binary": {"ranker": {"objective": "binary"}},
+    "raw-counts": {"recommender": {"count_features": "raw"}},
+    "no-position": {"ranker": {"exclude_features": ["item_position", "item_position_gap"]}},
+    "sknn": {"scorers": {"sknn": {"model": "sknn"}}, "candidates": {"sknn": 100}},
+    "sknn-features": {"scorers": {"sknn": {"model": "sknn"}}},
 }
 SEEDS = {"sasrec": 0, "sasrec_seed1": 1, "gru": 0}
 
@@ -165,7 +174,9 @@ def _configs(job: TrainJob, work: Path, purpose: str, variant: str) -> list[Reco
         config = job.recommender_config(str(_encoder_path(work, purpose, fold, holdout)), str(sasrec))
         scorers = {name: dict(spec) for name, spec in config.scorers.items()}
         candidates, ranker = dict(config.candidates), dict(config.ranker)
+        options: dict[str, Any] = {}
         for part in parts:
+            options.update(VARIANTS[part].get("recommender", {}))
             for name, patch in VARIANTS[part].get("scorers", {}).items():
                 if patch is None:
                     scorers.pop(name, None)
@@ -179,7 +190,7 @@ def _configs(job: TrainJob, work: Path, purpose: str, variant: str) -> list[Reco
         candidates = {name: depth for name, depth in candidates.items() if depth}
         configs.append(
             dataclasses.replace(
-                config, scorers=scorers, candidates=candidates, ranker=ranker, label_folds=folds
+                config, scorers=scorers, candidates=candidates, ranker=ranker, label_folds=folds, **options
             )
         )
     return configs
@@ -256,7 +267,7 @@ def main() -> int:
         (test_config,) = _configs(job, args.work, "test", variant)
         _train_missing(dataset, job, configs, "labels")
         _train_missing(dataset, job, [test_config], "test")
-        key = json.dumps([[c.scorers, c.candidates] for c in configs], sort_keys=True)
+        key = json.dumps([[c.scorers, c.candidates, c.count_features] for c in configs], sort_keys=True)
         if key not in frames:
             # one set of frames in memory at a time
             frames = {key: ranker_frames(dataset, configs[0], fold_configs=configs)}

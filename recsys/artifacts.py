@@ -173,7 +173,8 @@ def load_recommender(folder: str | Path) -> Recommender:
         name: {**spec, "checkpoint": str(folder / spec["checkpoint"])} if spec.get("checkpoint") else spec
         for name, spec in raw["scorers"].items()
     }
-    config = RecommenderConfig(**{**raw, "scorers": specs})
+    # An artifact written before ``count_features`` existed has a ranker that learned raw counts.
+    config = RecommenderConfig(**{"count_features": "raw", **raw, "scorers": specs})
     scorers = {}
     for name, spec in specs.items():
         scorer = build_scorer(spec["model"], {k: v for k, v in spec.items() if k != "model"})

@@ -194,6 +194,7 @@ def _extend_side(side: ItemSide, data: TrainData, text: Scorer) -> ItemSide:
         transitions=trans,
         popularity=grow_rows(side.popularity, n, 0.0),
         popularity_recent=grow_rows(side.popularity_recent, n, 0.0),
+        position=grow_rows(side.position, n, np.nan),
         category=codes["category"],
         brand=codes["brand"],
         category_names=names["category"],
@@ -201,6 +202,7 @@ def _extend_side(side: ItemSide, data: TrainData, text: Scorer) -> ItemSide:
         brand_names=names["brand"],
         factors=factors,
         available=None if side.available is None else grow_rows(side.available, n, True),
+        count_scale=side.count_scale,
     )
 
 

@@ -29,7 +29,7 @@ from recsys.config import make_config
 from recsys.data.train_data import TrainData
 from recsys.errors import ConfigError
 from recsys.rank.candidates import ScoredChunk, full_ranks, merge_candidates, score_chunk
-from recsys.rank.features import ItemSide, build_features
+from recsys.rank.features import COUNT_FEATURES, ItemSide, build_features
 from recsys.rank.ranker import Ranker, RankerConfig
 from recsys.rank.reasons import explain
 from recsys.rank.rules import Filters, apply_rules
@@ -83,6 +83,10 @@ class RecommenderConfig:
     # Users whose labels train the ranker: 0 = every target user; else a seeded sample of this many
     # (a large shop's ranker learns as well from 50,000 users as from millions, in a fraction of the time).
     label_users: int = 0
+    # How counts enter the features: per 10,000 training interactions ("per_10k"), so a count
+    # means the same on a label fold's shorter histories as on the test split's and the serving
+    # data, or as they are ("raw"; artifacts written before this option).
+    count_features: str = "per_10k"
     chunk_size: int = 512
 
     def __post_init__(self) -> None:
@@ -94,6 +98,9 @@ class RecommenderConfig:
             raise ConfigError(f"candidate sources {unknown} are not among the scorers {list(self.scorers)}")
         if self.scorers.get(self.embeddings_from, {}).get("model") not in ("text", "encoder"):
             raise ConfigError(f"embeddings_from={self.embeddings_from!r} must name a text or encoder scorer")
+        if self.count_features not in COUNT_FEATURES:
+            valid = ", ".join(COUNT_FEATURES)
+            raise ConfigError(f"count_features must be one of {valid}, not {self.count_features!r}")
         if self.chunk_size < 1 or self.label_folds < 1 or self.label_users < 0:
             raise ConfigError("chunk_size and label_folds must be at least 1, label_users at least 0")
         self.ranker_config()
@@ -134,7 +141,9 @@ class Recommender:
         self.data = data
         self.scorers = scorers
         self.ranker = ranker
-        self.side = side or ItemSide.from_scorers(data, scorers, config.embeddings_from)
+        self.side = side or ItemSide.from_scorers(
+            data, scorers, config.embeddings_from, config.count_features
+        )
         self._titles = _titles(data.item_frame)
 
     def refit(self, data: TrainData) -> Recommender:

@@ -32,6 +32,8 @@ class ScoredChunk:
     # Each scorer's own score of the user's history items (what ``scores`` hides), for ranking a
     # backend's list that contains them: name → (U, n_items), equal to ``scores`` elsewhere.
     raw: dict[str, np.ndarray]
+    # Scorers whose scores count training events (``Scorer.counts_events``): features rescale them.
+    counting: frozenset[str] = frozenset()
     _sorted: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -157,7 +159,8 @@ def score_chunk(
         for r, h in enumerate(histories):
             s[r, h] = -np.inf
         scores[name] = s
-    return ScoredChunk(histories=histories, scores=scores, raw=raw or scores)
+    counting = frozenset(name for name, scorer in scorers.items() if scorer.counts_events)
+    return ScoredChunk(histories=histories, scores=scores, raw=raw or scores, counting=counting)
 
 
 def merge_candidates(chunk: ScoredChunk, depth: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:

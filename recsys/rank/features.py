@@ -31,6 +31,7 @@ from recsys.rank.candidates import ScoredChunk, row_groups
 from recsys.scorers.base import Scorer
 
 N_RECENT = 5  # recent items compared by text similarity
+COUNT_FEATURES = ("per_10k", "raw")  # RecommenderConfig.count_features
 
 
 @dataclass
@@ -41,6 +42,9 @@ class ItemSide:
     transitions: sp.csr_matrix  # (n_items, n_items) counts of item → next item
     popularity: np.ndarray  # (n_items,) training interactions
     popularity_recent: np.ndarray  # (n_items,) how often the item is among users' last 3 items
+    # (n_items,) where the item's interactions sit in their histories, on average: 0 first, 1 last
+    # (NaN: none). With no timestamps, the item's age: new products come late in histories.
+    position: np.ndarray
     category: np.ndarray  # (n_items,) int code, -1 unknown
     brand: np.ndarray  # (n_items,) int code, -1 unknown
     category_names: np.ndarray  # (n_items,) str, "" unknown
@@ -48,6 +52,10 @@ class ItemSide:
     brand_names: np.ndarray  # (n_items,) str, "" unknown
     factors: np.ndarray | None = None  # (n_items, f) unit item vectors of a factor model (ALS), or None
     available: np.ndarray | None = None  # (n_items,) False for items withdrawn from sale; None: all
+    # Multiplies count features (popularity, transitions, the scores of counting scorers): 10,000
+    # over the training interactions, so a count means the same on a label fold's shorter
+    # histories, the test split's and the serving data ("per_10k"); 1 keeps raw counts ("raw").
+    count_scale: float = 1.0
     _transition_keys: tuple[np.ndarray, np.ndarray] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -59,8 +67,11 @@ class ItemSide:
         return _pair_values(self.transitions, self._transition_keys, a, b)
 
     @classmethod
-    def from_scorers(cls, data: TrainData, scorers: dict[str, Scorer], embeddings_from: str) -> ItemSide:
-        """Embeddings from the named text scorer, item factors from the first factor scorer (if any)."""
+    def from_scorers(
+        cls, data: TrainData, scorers: dict[str, Scorer], embeddings_from: str, counts: str = "per_10k"
+    ) -> ItemSide:
+        """Embeddings from the named text scorer, item factors from the first factor scorer (if any);
+        ``counts`` as ``RecommenderConfig.count_features``."""
         from recsys.scorers.factor import FactorScorer
         from recsys.scorers.text import TextScorer
 
@@ -72,10 +83,18 @@ class ItemSide:
         if factor is not None:
             norms = np.linalg.norm(factor.item_factors, axis=1, keepdims=True)
             factors = factor.item_factors / np.maximum(norms, 1e-12)
-        return cls.build(data, text.item_embeddings, factors)
+        return cls.build(data, text.item_embeddings, factors, counts)
 
     @classmethod
-    def build(cls, data: TrainData, embeddings: np.ndarray, factors: np.ndarray | None = None) -> ItemSide:
+    def build(
+        cls,
+        data: TrainData,
+        embeddings: np.ndarray,
+        factors: np.ndarray | None = None,
+        counts: str = "per_10k",
+    ) -> ItemSide:
+        if counts not in COUNT_FEATURES:
+            raise ConfigError(f"count_features must be one of {', '.join(COUNT_FEATURES)}, not {counts!r}")
         seq, indptr, n = data.seq_items, data.seq_indptr, data.n_items
         user_of = np.repeat(np.arange(data.n_users), np.diff(indptr))
         same = user_of[:-1] == user_of[1:]
@@ -84,17 +103,23 @@ class ItemSide:
         )
         position_from_end = np.repeat(indptr[1:], np.diff(indptr)) - np.arange(len(seq))  # 1 = last
         recent = np.bincount(seq[position_from_end <= 3], minlength=n).astype(np.float32)
+        lengths = np.repeat(np.diff(indptr), np.diff(indptr))
+        relative = np.where(lengths > 1, (lengths - position_from_end) / np.maximum(lengths - 1, 1), 1.0)
+        seen = np.bincount(seq, minlength=n)
+        position = np.bincount(seq, weights=relative, minlength=n) / np.maximum(seen, 1)
         return cls(
             embeddings=np.ascontiguousarray(embeddings, dtype=np.float32),
             transitions=trans,
             popularity=data.item_counts.astype(np.float32),
             popularity_recent=recent,
+            position=np.where(seen > 0, position, np.nan).astype(np.float32),
             category=_codes(_names(data.item_frame, "category")),
             brand=_codes(_names(data.item_frame, "brand")),
             category_names=_names(data.item_frame, "category"),
             category_labels=_labels(_names(data.item_frame, "category")),
             brand_names=_names(data.item_frame, "brand"),
             factors=None if factors is None else np.ascontiguousarray(factors, dtype=np.float32),
+            count_scale=10_000.0 / max(len(seq), 1) if counts == "per_10k" else 1.0,
         )
 
 
@@ -211,12 +236,14 @@ def build_features(
     lengths = np.array([len(h) for h in chunk.histories], dtype=np.int32)
     cols: dict[str, np.ndarray] = {"row": rows, "item": items}
     for name, s in chunk.raw.items():
-        v = s[rows, items].astype(np.float32)
+        scale = side.count_scale if name in chunk.counting else 1.0
+        v = s[rows, items].astype(np.float32) * np.float32(scale)
         v[~np.isfinite(v)] = np.nan  # LightGBM: missing
         cols[f"{name}_score"] = v
         cols[f"{name}_rank"] = chunk.rank_of(name, rows, items)
         best = chunk.scores[name].max(axis=1) if len(rows) else np.zeros(0, np.float32)
-        cols[f"_{name}_best"] = np.where(np.isfinite(best), best, np.nan).astype(np.float32)[rows]
+        best = np.where(np.isfinite(best), best * np.float32(scale), np.nan).astype(np.float32)
+        cols[f"_{name}_best"] = best[rows]
     # Text similarity to the recent items: each user's candidates (rows are grouped by user) times
     # their recent items' vectors, one small product per user.
     emb = side.embeddings
@@ -226,9 +253,11 @@ def build_features(
     cols["sim_max"] = np.where(counted > 0, np.nan_to_num(sims, nan=-2.0).max(axis=1, initial=-2.0), np.nan)
     cols["sim_mean"] = np.where(counted > 0, np.nan_to_num(sims).sum(axis=1) / np.maximum(counted, 1), np.nan)
     last, second = recent[rows, 0], recent[rows, 1]
-    cols["transition_from_last"] = side.transition_counts(last, items)
-    cols["transition_from_second_last"] = side.transition_counts(second, items)
-    cols["transition_to_last"] = side.transition_counts(items, last)  # the candidate usually comes before
+    per = np.float32(side.count_scale)
+    cols["transition_from_last"] = side.transition_counts(last, items) * per
+    cols["transition_from_second_last"] = side.transition_counts(second, items) * per
+    # The candidate usually comes before the last item:
+    cols["transition_to_last"] = side.transition_counts(items, last) * per
     cols["factor_sim_last"] = (
         _cosine(side.factors, items, last)
         if side.factors is not None
@@ -242,8 +271,12 @@ def build_features(
         same = (codes[np.where(valid, recent_rows, 0)] == cand[:, None]) & valid & (cand[:, None] >= 0)
         cols[f"same_{kind}_as_last"] = same[:, 0].astype(np.int8)
         cols[f"{kind}_recent_share"] = (same.sum(axis=1) / n_valid).astype(np.float32)
-    cols["popularity"] = side.popularity[items]
+    cols["popularity"] = side.popularity[items] * per
     cols["popularity_recent"] = side.popularity_recent[items]
+    cols["item_position"] = side.position[items]
+    # The candidate's age against the user's last item's: the same era of the catalogue or not.
+    last_position = np.where(last >= 0, side.position[np.maximum(last, 0)], np.nan)
+    cols["item_position_gap"] = (cols["item_position"] - last_position).astype(np.float32)
     cols["history_length"] = lengths[rows]
     hist_rows = np.repeat(np.arange(len(chunk.histories)), lengths)
     hist_items = np.concatenate(chunk.histories) if len(hist_rows) else np.zeros(0, np.int64)
@@ -296,6 +329,7 @@ def feature_names(scorers: list[str], depth: dict[str, int]) -> list[str]:
     names += ["sim_last", "sim_max", "sim_mean", "factor_sim_last"]
     names += ["transition_from_last", "transition_from_second_last", "transition_to_last"]
     names += ["popularity", "popularity_recent", "history_length", "repeat"]
+    names += ["item_position", "item_position_gap"]
     names += ["category_affinity", "brand_affinity", "same_category_as_last", "same_brand_as_last"]
     names += ["category_recent_share", "brand_recent_share"]
     names += [f"from_{s}" for s in depth]

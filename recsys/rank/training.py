@@ -119,7 +119,7 @@ def ranker_frames(
             config = fold_configs[fold]
         label_data, fold_split = fold_data(dataset, fold, config.split_kind)
         scorers = fit_scorers(config, label_data, progress)
-        side = ItemSide.from_scorers(label_data, scorers, config.embeddings_from)
+        side = ItemSide.from_scorers(label_data, scorers, config.embeddings_from, config.count_features)
         times["fit_scorers_labels"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         frame, stats[f"fold {fold}"] = label_frame(config, scorers, label_data, fold_split, side)

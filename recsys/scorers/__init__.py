@@ -14,6 +14,7 @@ from recsys.scorers.ease import EASEConfig, EASEScorer
 from recsys.scorers.popularity import PopularityConfig, PopularityScorer
 from recsys.scorers.sasrec import SASRecConfig, SASRecScorer
 from recsys.scorers.seqlinear import SeqLinearConfig, SeqLinearScorer
+from recsys.scorers.sknn import SessionKNNConfig, SessionKNNScorer
 from recsys.scorers.text import EncoderScorer, TextScorer, TextScorerConfig
 
 SCORERS: dict[str, type[Scorer]] = {
@@ -24,6 +25,7 @@ SCORERS: dict[str, type[Scorer]] = {
     "bpr": BPRScorer,
     "sasrec": SASRecScorer,
     "seqlinear": SeqLinearScorer,
+    "sknn": SessionKNNScorer,
     "text": TextScorer,
     "encoder": EncoderScorer,
 }
@@ -55,6 +57,8 @@ __all__ = [
     "Scorer",
     "SeqLinearConfig",
     "SeqLinearScorer",
+    "SessionKNNConfig",
+    "SessionKNNScorer",
     "TextScorer",
     "TextScorerConfig",
     "build_scorer",

@@ -36,6 +36,12 @@ class Scorer(ABC):
         """Scores for row-number arrays, already checked."""
 
     @property
+    def counts_events(self) -> bool:
+        """Whether the scores are counts of training events, which grow with the data: the
+        ranker's features then put them per 10,000 interactions (``RecommenderConfig.count_features``)."""
+        return False
+
+    @property
     def data(self) -> TrainData:
         if self._data is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(train_data) first")

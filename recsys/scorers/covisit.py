@@ -61,6 +61,10 @@ class CovisitScorer(Scorer):
         self.matrix = sp.csr_matrix((0, 0), dtype=np.float32)
         self.tiebreak: np.ndarray | None = None
 
+    @property
+    def counts_events(self) -> bool:
+        return not self.config.normalize  # rates, once normalised
+
     def fit(self, data: TrainData) -> CovisitScorer:
         cfg, n = self.config, data.n_items
         max_gap = cfg.window if cfg.cooccurrence_weight else 1

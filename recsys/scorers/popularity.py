@@ -26,6 +26,10 @@ class PopularityScorer(Scorer):
         self.config = make_config(PopularityConfig, config, options)
         self.counts = np.empty(0, dtype=np.float32)
 
+    @property
+    def counts_events(self) -> bool:
+        return True
+
     def fit(self, data: TrainData) -> PopularityScorer:
         if self.config.distinct_users:
             self.counts = np.asarray((data.matrix > 0).sum(axis=0)).ravel().astype(np.float32)

@@ -16,6 +16,7 @@ FAST = {
     "als": {"factors": 32, "iterations": 10},
     "ease": {"l2": 50.0},
     "seqlinear": {"l2": 50.0},
+    "sknn": {"neighbours": 20},
     "bpr": {"factors": 32, "iterations": 60},
     "text": {"n_recent": 3},
     "encoder": {},
