@@ -32,6 +32,8 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `binary`: the ranker learns each candidate's log loss (is it the target?) instead of
   LambdaRank's pairwise swaps;
 - `folds3`: three label folds (each user's validation event and the two before it), not two;
+- `seed3`: the ranker's models of seeds 3, 4, 5 instead of 0, 1, 2 (how much the seeds move a
+  comparison);
 - `raw-counts`: count features (popularity, transitions, co-visitation scores) as raw counts
   instead of per 10,000 training interactions (`count_features`);
 - `no-position`: without the items' mean position in histories (`item_position`, `..._gap`);
@@ -116,6 +118,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "single": {"ranker": {"ensemble": 1}},
     "ensemble5": {"ranker": {"ensemble": 5}},
     "binary": {"ranker": {"objective": "binary"}},
+    "seed3": {"ranker": {"seed": 3}},
     "raw-counts": {"recommender": {"count_features": "raw"}},
     "no-position": {"ranker": {"exclude_features": ["item_position", "item_position_gap"]}},
     "sknn": {"scorers": {"sknn": {"model": "sknn"}}, "candidates": {"sknn": 100}},

@@ -1,11 +1,13 @@
-"""SASRec settings on Amazon Scientific, scored on one split (validation by default).
+"""A scorer's settings on Amazon Scientific (SASRec by default), scored on one split (validation by default).
 
     .venv/bin/python benchmarks/sasrec_sweep.py --data-dir ../shared/data/amazon-scientific \
         '{"threads": 1}' '{"threads": 1, "dropout": 0.5, "epochs": 100}'
+    .venv/bin/python benchmarks/sasrec_sweep.py --model sknn --output benchmarks/results/sknn_sweep.json \
+        '{"window": 0}' '{"window": 12}'
 
-Each argument is a JSON object of `SASRecConfig` options; each is trained on the split's training
-data and ranked over the whole catalogue (full ranking, history excluded). Prints one line per
-setting and writes benchmarks/results/sasrec_sweep.json.
+Each argument is a JSON object of the model's config options (`--model`, a registry name; default
+sasrec); each is fitted on the split's training data and ranked over the whole catalogue (full
+ranking, history excluded). Prints one line per setting and writes benchmarks/results/sasrec_sweep.json.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from recsys.data import TrainData, load_amazon_scientific
 from recsys.data.split import make_split
 from recsys.evaluation import evaluate
 from recsys.evaluation.report import write_json
-from recsys.scorers.sasrec import SASRecScorer
+from recsys.scorers import SCORERS, build_scorer
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("settings", nargs="*", default=["{}"], help="JSON objects of SASRecConfig options")
+    ap.add_argument("settings", nargs="*", default=["{}"], help="JSON objects of the model's options")
+    ap.add_argument("--model", choices=sorted(SCORERS), default="sasrec", help="the scorer (default sasrec)")
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data/amazon-scientific"))
     ap.add_argument("--split", choices=["valid", "test"], default="valid")
     ap.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "sasrec_sweep.json")
@@ -42,7 +45,7 @@ def main() -> int:
     for text in args.settings:
         options = json.loads(text)
         t0 = time.perf_counter()
-        scorer = SASRecScorer(**options).fit(data)
+        scorer = build_scorer(args.model, options).fit(data)
         seconds = time.perf_counter() - t0
         metrics = evaluate(scorer, data, split, ks=(10, 50), coverage_k=()).metrics
         row = {
@@ -59,7 +62,10 @@ def main() -> int:
     command = "python benchmarks/sasrec_sweep.py " + " ".join(
         f"'{a}'" if a.startswith("{") else a for a in sys.argv[1:]
     )
-    write_json(args.output, {"command": command, "machine": machine(), "split": args.split, "runs": rows})
+    write_json(
+        args.output,
+        {"command": command, "machine": machine(), "model": args.model, "split": args.split, "runs": rows},
+    )
     print(f"wrote {args.output}")
     return 0
 

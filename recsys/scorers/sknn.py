@@ -34,10 +34,10 @@ from recsys.scorers.base import Scorer, decayed_profiles
 
 @dataclass(frozen=True)
 class SessionKNNConfig:
-    # Chosen on Amazon Scientific's validation split (benchmarks/RESULTS.md, issue 4), without the
-    # window: Recall@10 / NDCG@10 0.1366 / 0.0935 here; 50 neighbours 0.1308 / 0.0907, 500 0.1362 /
-    # 0.0934; without idf 0.1328 / 0.0907; decay 0.5 0.1271 / 0.0894; normalize 0 or 1 0.0911 /
-    # 0.0914. EASE 0.0901, seqlinear 0.0931.
+    # Chosen on Amazon Scientific's validation split (benchmarks/results/sknn_sweep.json), without
+    # the window: Recall@10 / NDCG@10 0.1366 / 0.0935 here; 50 neighbours 0.1308 / 0.0907, 500
+    # 0.1362 / 0.0934; without idf 0.1339 / 0.0913; decay 0.5 0.1284 / 0.0901; normalize 0 or 1
+    # 0.0923 / 0.0917 NDCG@10. EASE 0.0901, seqlinear 0.0931.
     neighbours: int = 200  # users whose histories vote
     n_recent: int = 10  # the user's items that find them
     decay: float = 0.8  # weight of the k-th newest of them: decay ** (k - 1)
