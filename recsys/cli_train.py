@@ -78,12 +78,15 @@ and SASRec retrained, scorers refitted, on every interaction -> ARTIFACT.
 config file (--config, TOML), every section and key optional:
   [recommender]
   label_folds = 2                # labelled events per user the ranker learns from
+  count_features = "per_10k"     # counts in the features per 10,000 interactions, or "raw"
   [recommender.candidates]       # source -> how many of its best items become candidates
   als = 100
   covisit = 50
   [recommender.scorers.cooc]     # any scorer by name: {model = registry name, options...}
   model = "covisit"
   cooccurrence_weight = 1.0
+  [recommender.scorers.sknn]     # e.g. session-based neighbours as one more scorer (candidates: sknn = 100)
+  model = "sknn"
   [ranker]
   num_leaves = 31
   learning_rate = 0.05
