@@ -8,10 +8,23 @@ import pytest
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from recsys.data import Dataset, TrainData, leave_one_out, synthetic_dataset
+import polars as pl
+
+from recsys.data import Dataset, TrainData, all_interactions, leave_one_out, synthetic_dataset
+from recsys.data.schema import validate_interactions, validate_items
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SCIENTIFIC = SHARED_DATA / "amazon-scientific"
+
+
+def hand_data(histories: list[list[int]], n_items: int) -> TrainData:
+    """Training data of hand-made histories: user ``u{k}`` met items ``i{row}`` in that order."""
+    ids = [f"i{k}" for k in range(n_items)]
+    items = validate_items(pl.DataFrame({"item_id": ids, "title": ids}))
+    rows = [(f"u{u}", f"i{i}", p) for u, h in enumerate(histories) for p, i in enumerate(h)]
+    inter = validate_interactions(pl.DataFrame(rows, schema=["user_id", "item_id", "position"], orient="row"))
+    ds = Dataset("hand", items, inter)
+    return TrainData.from_split(ds, all_interactions(ds))
 
 
 @pytest.fixture(scope="session")

@@ -72,9 +72,7 @@ class SessionKNNScorer(Scorer):
         self._length_norm = np.empty(0, dtype=np.float32)
 
     def fit(self, data: TrainData) -> SessionKNNScorer:
-        x = sp.csr_matrix(data.matrix, dtype=np.float32, copy=True)
-        x.data[:] = 1.0
-        users_per_item = np.asarray((x > 0).sum(axis=0)).ravel().astype(np.float64)
+        users_per_item = np.asarray((data.matrix > 0).sum(axis=0)).ravel().astype(np.float64)
         if self.config.idf:
             weights = np.log(max(data.n_users, 1) / np.maximum(users_per_item, 1.0))
         else:

@@ -6,21 +6,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys.data import Dataset, TrainData, all_interactions
-from recsys.data.schema import validate_interactions, validate_items
+from recsys.data import TrainData
 from recsys.errors import ConfigError
 from recsys.rank.candidates import score_chunk
 from recsys.rank.features import ItemSide, build_features
 from recsys.scorers import build_scorer
-
-
-def _data(histories: list[list[int]], n_items: int) -> TrainData:
-    ids = [f"i{k}" for k in range(n_items)]
-    items = validate_items(pl.DataFrame({"item_id": ids, "title": ids}))
-    rows = [(f"u{u}", f"i{i}", p) for u, h in enumerate(histories) for p, i in enumerate(h)]
-    inter = validate_interactions(pl.DataFrame(rows, schema=["user_id", "item_id", "position"], orient="row"))
-    ds = Dataset("hand", items, inter)
-    return TrainData.from_split(ds, all_interactions(ds))
+from tests.conftest import hand_data
 
 
 def _embeddings(n: int) -> np.ndarray:
@@ -30,7 +21,7 @@ def _embeddings(n: int) -> np.ndarray:
 def test_item_position_is_the_mean_relative_place_in_histories():
     # Item 0 opens both histories (0); item 2 ends the first (1) and sits mid-way in the second
     # (1/2); item 3 ends the second; item 4 is never seen.
-    data = _data([[0, 1, 2], [0, 2, 3]], 5)
+    data = hand_data([[0, 1, 2], [0, 2, 3]], 5)
     side = ItemSide.build(data, _embeddings(5))
     np.testing.assert_allclose(side.position[:4], [0.0, 0.5, 0.75, 1.0])
     assert np.isnan(side.position[4])
@@ -53,10 +44,10 @@ def _features(data: TrainData, counts: str) -> pl.DataFrame:
     return frame.with_columns(user=pl.Series(ids[frame["row"].to_numpy()])).sort("user", "item")
 
 
-def test_counts_per_10k_mean_the_same_on_twice_the_data():
+def test_counts_per_10k_mean_the_same_on_twice_thehand_data():
     rng = np.random.default_rng(0)
     histories = [list(rng.choice(8, size=rng.integers(2, 6), replace=False)) for _ in range(20)]
-    once, twice = _data(histories, 8), _data(histories + histories, 8)
+    once, twice = hand_data(histories, 8), hand_data(histories + histories, 8)
     counted = [
         "popularity",
         "popularity_score",
@@ -84,6 +75,6 @@ def test_counts_per_10k_mean_the_same_on_twice_the_data():
 
 
 def test_unknown_count_features_are_refused():
-    data = _data([[0, 1]], 2)
+    data = hand_data([[0, 1]], 2)
     with pytest.raises(ConfigError, match="count_features"):
         ItemSide.build(data, _embeddings(2), counts="percent")

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 import pytest
 
-from recsys.data import Dataset, TrainData, all_interactions
-from recsys.data.schema import validate_interactions, validate_items
 from recsys.errors import ConfigError
 from recsys.scorers import build_scorer
 from recsys.scorers.seqlinear import SeqLinearConfig, profiles_and_targets
-
-
-def _data(histories: list[list[int]], n_items: int) -> TrainData:
-    ids = [f"i{k}" for k in range(n_items)]
-    items = validate_items(pl.DataFrame({"item_id": ids, "title": ids}))
-    rows = [(f"u{u}", f"i{i}", p) for u, h in enumerate(histories) for p, i in enumerate(h)]
-    inter = validate_interactions(pl.DataFrame(rows, schema=["user_id", "item_id", "position"], orient="row"))
-    ds = Dataset("hand", items, inter)
-    return TrainData.from_split(ds, all_interactions(ds))
+from tests.conftest import hand_data
 
 
 def test_profiles_and_targets_by_hand():
-    data = _data([[0, 1, 2], [3, 1]], 4)
+    data = hand_data([[0, 1, 2], [3, 1]], 4)
     rows = {u: data.users.index([f"u{u}"])[0] for u in (0, 1)}
     s, t = profiles_and_targets(data, SeqLinearConfig(n_recent=2, decay=0.5, n_next=2, next_decay=0.25))
     s, t = s.toarray(), t.toarray()
@@ -40,7 +29,7 @@ def test_profiles_and_targets_by_hand():
 
 def test_closed_form_solves_the_normal_equations():
     rng = np.random.default_rng(0)
-    data = _data([list(rng.choice(12, size=rng.integers(2, 7), replace=False)) for _ in range(60)], 12)
+    data = hand_data([list(rng.choice(12, size=rng.integers(2, 7), replace=False)) for _ in range(60)], 12)
     opts = {"l2": 3.0, "alpha": 0.4, "n_recent": 3, "decay": 0.7, "zero_diagonal": False}
     b = build_scorer("seqlinear", opts).fit(data).weights
     s, t = (m.toarray() for m in profiles_and_targets(data, SeqLinearConfig(**opts)))
@@ -52,7 +41,7 @@ def test_closed_form_solves_the_normal_equations():
 
 def test_zero_diagonal_is_the_constrained_optimum():
     rng = np.random.default_rng(1)
-    data = _data([list(rng.choice(10, size=rng.integers(2, 6), replace=False)) for _ in range(50)], 10)
+    data = hand_data([list(rng.choice(10, size=rng.integers(2, 6), replace=False)) for _ in range(50)], 10)
     opts = {"l2": 2.0, "alpha": 0.3, "zero_diagonal": True}
     b = build_scorer("seqlinear", opts).fit(data).weights.astype(np.float64)
     assert np.all(np.diag(b) == 0)
@@ -74,7 +63,7 @@ def test_one_item_profiles_give_smoothed_next_item_rates():
     for _ in range(300):
         k = int(rng.integers(0, 7))
         histories.append([k, k + 1] if rng.random() < 0.5 else [k, 9])
-    data = _data(histories, 10)
+    data = hand_data(histories, 10)
     opts = {"l2": 4.0, "alpha": 1.0, "n_recent": 1, "zero_diagonal": False}
     scorer = build_scorer("seqlinear", opts).fit(data)
     row = {k: int(data.items.index([f"i{k}"])[0]) for k in range(10)}
@@ -90,7 +79,7 @@ def test_one_item_profiles_give_smoothed_next_item_rates():
 
 def test_history_scores_use_only_the_newest_items():
     rng = np.random.default_rng(3)
-    data = _data([list(rng.choice(15, size=rng.integers(2, 9), replace=False)) for _ in range(80)], 15)
+    data = hand_data([list(rng.choice(15, size=rng.integers(2, 9), replace=False)) for _ in range(80)], 15)
     scorer = build_scorer("seqlinear", {"n_recent": 2, "decay": 0.5}).fit(data)
     h = np.array([3, 7, 1, 4])
     np.testing.assert_allclose(
@@ -116,6 +105,6 @@ def test_bad_config_refused(options, match):
 
 
 def test_catalogue_too_large_refused():
-    data = _data([[0, 1, 2]], 3)
+    data = hand_data([[0, 1, 2]], 3)
     with pytest.raises(ConfigError, match="max_items"):
         build_scorer("seqlinear", {"max_items": 2}).fit(data)

@@ -6,19 +6,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys.data import Dataset, TrainData, all_interactions
-from recsys.data.schema import validate_interactions, validate_items
+from recsys.data import TrainData
 from recsys.errors import ConfigError
 from recsys.scorers import build_scorer
-
-
-def _data(histories: list[list[int]], n_items: int) -> TrainData:
-    ids = [f"i{k}" for k in range(n_items)]
-    items = validate_items(pl.DataFrame({"item_id": ids, "title": ids}))
-    rows = [(f"u{u}", f"i{i}", p) for u, h in enumerate(histories) for p, i in enumerate(h)]
-    inter = validate_interactions(pl.DataFrame(rows, schema=["user_id", "item_id", "position"], orient="row"))
-    ds = Dataset("hand", items, inter)
-    return TrainData.from_split(ds, all_interactions(ds))
+from tests.conftest import hand_data
 
 
 def _brute_force(
@@ -57,7 +48,7 @@ def _brute_force(
 def test_scores_follow_the_formula(window):
     rng = np.random.default_rng(0)
     histories = [list(rng.choice(15, size=rng.integers(2, 7), replace=False)) for _ in range(40)]
-    data = _data(histories, 15)
+    data = hand_data(histories, 15)
     options = {"neighbours": 5, "decay": 0.7, "normalize": 0.5, "window": window}
     scorer = build_scorer("sknn", options).fit(data)
     users = np.arange(data.n_users)
@@ -80,7 +71,7 @@ def test_scores_follow_the_formula(window):
 def test_recommends_what_the_like_minded_went_on_to():
     # Users 0-3 share items 0 and 1, then go to item 2; users 4-7 share 3 and 4, then go to 5.
     histories = [[0, 1, 2]] * 4 + [[3, 4, 5]] * 4 + [[0, 1], [3, 4]]
-    data = _data(histories, 6)
+    data = hand_data(histories, 6)
     scorer = build_scorer("sknn", {"neighbours": 4, "window": 0.0}).fit(data)
     rows = data.users.index(pl.Series(["u8", "u9"]))
     scores = scorer.score(rows)
@@ -90,7 +81,7 @@ def test_recommends_what_the_like_minded_went_on_to():
 
 def test_a_user_is_not_their_own_neighbour():
     # u0 is the only user with item 3: were u0 its own neighbour, item 3 would score.
-    data = _data([[0, 1, 3], [0, 1, 2], [0, 2]], 4)
+    data = hand_data([[0, 1, 3], [0, 1, 2], [0, 2]], 4)
     scorer = build_scorer("sknn", {"neighbours": 1}).fit(data)
     row = data.users.index(pl.Series(["u0"]))
     assert scorer.score(row)[0, 3] == 0.0
@@ -99,7 +90,7 @@ def test_a_user_is_not_their_own_neighbour():
 
 def test_state_round_trip_gives_identical_scores():
     rng = np.random.default_rng(2)
-    data = _data([list(rng.choice(12, size=rng.integers(2, 6), replace=False)) for _ in range(30)], 12)
+    data = hand_data([list(rng.choice(12, size=rng.integers(2, 6), replace=False)) for _ in range(30)], 12)
     fitted = build_scorer("sknn", {"neighbours": 7}).fit(data)
     loaded = build_scorer("sknn", {"neighbours": 7}).set_state(fitted.get_state(), data)
     users = np.arange(data.n_users)
@@ -109,7 +100,7 @@ def test_state_round_trip_gives_identical_scores():
 def test_the_window_favours_what_neighbours_met_near_the_shared_items():
     # u0 = [2, 0, 3, ..., 1]: its item 0 meets the user's [0]; items 2 and 3 sit one step away,
     # item 4 two, item 1 five.
-    data = _data([[2, 0, 3, 4, 5, 6, 1], [0]], 7)
+    data = hand_data([[2, 0, 3, 4, 5, 6, 1], [0]], 7)
     user = data.users.index(pl.Series(["u1"]))
     flat = build_scorer("sknn", {"window": 0.0, "idf": False}).fit(data).score(user)[0]
     near = build_scorer("sknn", {"window": 1.0, "idf": False}).fit(data).score(user)[0]
