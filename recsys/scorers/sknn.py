@@ -70,6 +70,8 @@ class SessionKNNScorer(Scorer):
         self._x = sp.csr_matrix((0, 0), dtype=np.float32)  # (n_users, n_items) binary
         self._xt = sp.csr_matrix((0, 0), dtype=np.float32)  # its transpose, for the overlaps
         self._length_norm = np.empty(0, dtype=np.float32)
+        # (n_items, n_users) each item's 1-based position in each history; built only with a window
+        self._pos_t = sp.csr_matrix((0, 0), dtype=np.float32)
 
     def fit(self, data: TrainData) -> SessionKNNScorer:
         users_per_item = np.asarray((data.matrix > 0).sum(axis=0)).ravel().astype(np.float64)
@@ -84,17 +86,8 @@ class SessionKNNScorer(Scorer):
         x.data[:] = 1.0
         self.item_weights = item_weights
         self._x, self._xt = x, sp.csr_matrix(x.T)
-        # (n_items, n_users) the 1-based position of each item in each history (its last, if repeated)
-        seq, indptr = data.seq_items, data.seq_indptr
-        user_of = np.repeat(np.arange(data.n_users), np.diff(indptr))
-        position = np.arange(len(seq)) - indptr[user_of] + 1
-        keys = user_of.astype(np.int64) * data.n_items + seq
-        _, last = np.unique(keys[::-1], return_index=True)
-        last = len(keys) - 1 - last
-        self._pos_t = sp.csr_matrix(
-            (position[last].astype(np.float32), (seq[last], user_of[last])),
-            shape=(data.n_items, data.n_users),
-        )
+        if self.config.window > 0:
+            self._pos_t = _positions(data)
         lengths = np.asarray(x.sum(axis=1)).ravel()
         self._length_norm = np.maximum(lengths, 1.0).astype(np.float32) ** -self.config.normalize
         self._data = data
@@ -171,3 +164,16 @@ class SessionKNNScorer(Scorer):
 
     def set_state(self, state: dict[str, np.ndarray], data: TrainData) -> SessionKNNScorer:
         return self._set(state["item_weights"].astype(np.float32), data)
+
+
+def _positions(data: TrainData) -> sp.csr_matrix:
+    """(n_items, n_users) the 1-based position of each item in each history (its last, if repeated)."""
+    seq, indptr = data.seq_items, data.seq_indptr
+    user_of = np.repeat(np.arange(data.n_users), np.diff(indptr))
+    position = np.arange(len(seq)) - indptr[user_of] + 1
+    keys = user_of.astype(np.int64) * data.n_items + seq
+    _, last = np.unique(keys[::-1], return_index=True)
+    last = len(keys) - 1 - last
+    return sp.csr_matrix(
+        (position[last].astype(np.float32), (seq[last], user_of[last])), shape=(data.n_items, data.n_users)
+    )
