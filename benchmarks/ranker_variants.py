@@ -37,6 +37,8 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `raw-counts`: count features (popularity, transitions, co-visitation scores) as raw counts
   instead of per 10,000 training interactions (`count_features`);
 - `no-position`: without the items' mean position in histories (`item_position`, `..._gap`);
+- `no-listed`: without when the items went on sale (`item_listed`, `item_listed_gap`,
+  `popularity_era`); `no-era`: without `popularity_era` alone;
 - `sknn`, `sknn-features`: session-based nearest neighbours as one more scorer, with its 100 best
   items as candidates or for features only;
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
@@ -121,6 +123,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "seed3": {"ranker": {"seed": 3}},
     "raw-counts": {"recommender": {"count_features": "raw"}},
     "no-position": {"ranker": {"exclude_features": ["item_position", "item_position_gap"]}},
+    "no-listed": {"ranker": {"exclude_features": ["item_listed", "item_listed_gap", "popularity_era"]}},
+    "no-era": {"ranker": {"exclude_features": ["popularity_era"]}},
     "sknn": {"scorers": {"sknn": {"model": "sknn"}}, "candidates": {"sknn": 100}},
     "sknn-features": {"scorers": {"sknn": {"model": "sknn"}}},
 }

@@ -26,7 +26,7 @@ from recsys.data.schema import ITEM_ID, validate_items
 from recsys.data.train_data import TrainData
 from recsys.data.vocab import IdVocab
 from recsys.errors import DataError
-from recsys.rank.features import ItemSide, _labels, _names
+from recsys.rank.features import ItemSide, _labels, _names, listed_values, listing_order
 from recsys.recommender import Recommender
 from recsys.scorers.base import Scorer, grow_rows
 from recsys.scorers.text import TextScorer
@@ -127,7 +127,7 @@ def _merge_frames(old: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
     """The catalogue with known ids replaced in place and new ids appended, in ``old``'s columns."""
     for column in new.columns:
         if column not in old.columns:
-            old = old.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+            old = old.with_columns(pl.lit(None, dtype=new.schema[column]).alias(column))
     new = new.select(
         [
             pl.col(c).cast(old.schema[c]) if c in new.columns else pl.lit(None, old.schema[c]).alias(c)
@@ -189,6 +189,7 @@ def _extend_side(side: ItemSide, data: TrainData, text: Scorer) -> ItemSide:
     unchanged = names["category"][:m] == side.category_names  # a new name may shift the common words
     labels[:m][unchanged] = side.category_labels[unchanged]
     factors = None if side.factors is None else grow_rows(side.factors, n)
+    frame = data.item_frame
     return ItemSide(
         embeddings=text.item_embeddings,
         transitions=trans,
@@ -203,6 +204,9 @@ def _extend_side(side: ItemSide, data: TrainData, text: Scorer) -> ItemSide:
         factors=factors,
         available=None if side.available is None else grow_rows(side.available, n, True),
         count_scale=side.count_scale,
+        # The fitted items keep their places; new ones are placed among them.
+        listed=None if side.listed is None else listing_order(frame, listed_values(frame)[:m]),
+        era_keys=side.era_keys,  # the fitted events' times; new items have none
     )
 
 

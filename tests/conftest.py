@@ -17,10 +17,16 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SCIENTIFIC = SHARED_DATA / "amazon-scientific"
 
 
-def hand_data(histories: list[list[int]], n_items: int) -> TrainData:
-    """Training data of hand-made histories: user ``u{k}`` met items ``i{row}`` in that order."""
+def hand_data(
+    histories: list[list[int]], n_items: int, listed_at: list[float | None] | None = None
+) -> TrainData:
+    """Training data of hand-made histories: user ``u{k}`` met items ``i{row}`` in that order;
+    ``listed_at`` per item, if given."""
     ids = [f"i{k}" for k in range(n_items)]
-    items = validate_items(pl.DataFrame({"item_id": ids, "title": ids}))
+    frame = pl.DataFrame({"item_id": ids, "title": ids})
+    if listed_at is not None:
+        frame = frame.with_columns(pl.Series("listed_at", listed_at, dtype=pl.Float64))
+    items = validate_items(frame)
     rows = [(f"u{u}", f"i{i}", p) for u, h in enumerate(histories) for p, i in enumerate(h)]
     inter = validate_interactions(pl.DataFrame(rows, schema=["user_id", "item_id", "position"], orient="row"))
     ds = Dataset("hand", items, inter)

@@ -54,6 +54,20 @@ def test_a_new_item_has_its_texts_embedding_and_no_interactions(rec):
     assert twins[0].item_id == "NEW-I000007"
 
 
+def test_new_items_are_placed_among_the_fitted_ones_by_listing_date(rec):
+    dated = pl.Series("listed_at", np.arange(rec.data.n_items, dtype=np.float64))
+    fitted = upsert_items(rec, rec.data.item_frame.with_columns(dated))  # every item changed in place
+    np.testing.assert_allclose(fitted.side.listed, np.linspace(0, 1, rec.data.n_items), atol=1e-6)
+    fresh = _new_items(rec, 3, 4).with_columns(listed_at=pl.Series([2.5, 1e9]))
+    grown = upsert_items(fitted, fresh)
+    assert grown.data.item_frame.schema["listed_at"] == pl.Float64
+    np.testing.assert_allclose(grown.side.listed[: rec.data.n_items], fitted.side.listed)
+    place = 2.5 / (rec.data.n_items - 1)
+    np.testing.assert_allclose(grown.side.listed[-2:], [place, 1.0], atol=1e-6)  # between 2 and 3; newest
+    assert np.isnan(upsert_items(rec, _new_items(rec, 5)).side.listed).all()  # no dates: unknown
+    assert len(grown.recommend_user(USERS[0], 5)[0]) == 5
+
+
 def test_a_changed_item_is_re_embedded_in_place(rec):
     changed = rec.data.item_frame[[9]].with_columns(
         pl.lit("Brand new words about telescopes").alias("title"),

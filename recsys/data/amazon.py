@@ -5,6 +5,11 @@ of (history, next item) rows. Histories there are cut at 50 items, so each user'
 rebuilt from the training prefixes (every prefix and the item that followed it) plus the validation
 and test targets, and then checked against the validation and test files. Files are verified
 against ``SHA256SUMS`` before anything is read.
+
+The files carry no dates. Amazon allocates ASINs in sequence (``B000...`` before ``B00A...``
+before ``B01...``, digits before letters), so an item's ASIN among the catalogue's, in that
+order, is when it went on sale: the loader adds it as ``listed_at`` (0 the oldest ASIN; null for
+an ID that is not a ``B``-prefixed 10-character ASIN, such as a book's ISBN).
 """
 
 from __future__ import annotations
@@ -92,7 +97,8 @@ def load_amazon_scientific(folder: str | Path, *, verify: bool = True) -> Datase
             rows=missing.head(5).to_dicts(),
         )
     items = validate_items(
-        items.select("item_id", "text", *_split_text(pl.col("text"))), folder / f"{PREFIX}.item2index"
+        items.select("item_id", "text", *_split_text(pl.col("text")), asin_order(pl.col("item_id"))),
+        folder / f"{PREFIX}.item2index",
     )
     inter = {
         part: _read_tsv(folder / f"{PREFIX}.{part}.inter", ["user", "history", "target"], header=True)
@@ -120,6 +126,15 @@ def load_amazon_scientific(folder: str | Path, *, verify: bool = True) -> Datase
         items=items,
         interactions=interactions,
         source={"folder": str(folder), "checksums_verified": bool(checksums)},
+    )
+
+
+def asin_order(asin: pl.Expr) -> pl.Expr:
+    """``listed_at``: the ASIN's place among the catalogue's ASINs in allocation order (0 oldest),
+    null for IDs that are not ASINs. ASCII order is allocation order: digits sort before letters."""
+    is_asin = asin.str.contains(r"^B[0-9A-Z]{9}$")
+    return (
+        pl.when(is_asin).then(asin).otherwise(None).rank("dense").sub(1).cast(pl.Float64).alias("listed_at")
     )
 
 

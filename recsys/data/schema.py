@@ -1,7 +1,9 @@
 """The canonical schema of items and interactions, and the checks that admit a frame to it.
 
 Items: ``item_id`` (string, unique, non-null) plus optional text fields ``title``, ``category``,
-``brand``, ``description`` and a free ``text`` that, when present, is the item's whole text.
+``brand``, ``description`` and a free ``text`` that, when present, is the item's whole text;
+optional ``listed_at``, when the item went on sale (a datetime or any number that grows with
+time: only its order counts), stored as a float (datetimes as epoch seconds).
 
 Interactions: ``user_id``, ``item_id`` (strings) and an order: a ``timestamp`` (datetime), a
 ``position`` within the user, or both; optional ``event`` (view, click, cart, purchase, ...) and
@@ -23,6 +25,7 @@ ITEM_ID = "item_id"
 USER_ID = "user_id"
 TEXT_FIELDS = ("title", "category", "brand", "description", "text")
 ITEM_COLUMNS = (ITEM_ID, *TEXT_FIELDS)
+LISTED_AT = "listed_at"
 INTERACTION_COLUMNS = (USER_ID, ITEM_ID, "timestamp", "position", "event", "weight")
 UnknownItems = Literal["error", "drop"]
 _SHOW = 5
@@ -124,7 +127,48 @@ def validate_items(frame: pl.LazyFrame | pl.DataFrame, source: str | Path | None
         if dtype.is_nested():
             raise DataError(f"text fields must be strings, found {dtype}", file=source, column=col)
     df = df.with_columns(pl.col(c).cast(pl.String).fill_null("") for c in text_cols)
+    if LISTED_AT in df.columns:
+        df = df.with_columns(_listed_at(df, source))
     return df.select(ITEM_ID, *text_cols, *[c for c in df.columns if c not in ITEM_COLUMNS])
+
+
+def _listed_at(df: pl.DataFrame, source: str | Path | None) -> pl.Series:
+    """``listed_at`` as float: numbers as they are, datetimes and dates as epoch seconds; text
+    (a CSV's column) read as a number or else as a date."""
+    col = df[LISTED_AT]
+    if col.dtype == pl.String:
+        as_number = col.cast(pl.Float64, strict=False)
+        if as_number.null_count() == col.null_count():
+            col = as_number
+        else:
+            try:
+                col = col.str.strip_chars().str.to_datetime(strict=False, time_unit="us")
+            except pl.exceptions.ComputeError:  # no date format fits any value
+                col = pl.Series(LISTED_AT, [None] * len(col), dtype=pl.Datetime("us"))
+            _refuse(
+                df.filter(col.is_null() & df[LISTED_AT].is_not_null()), "neither a number nor a date", source
+            )
+    if col.dtype == pl.Null:
+        return col.cast(pl.Float64)
+    if col.dtype in (pl.Date, pl.Datetime) or isinstance(col.dtype, pl.Datetime):
+        return col.cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Float64).alias(LISTED_AT)
+    if col.dtype.is_numeric():
+        out = col.cast(pl.Float64)
+        _refuse(df.filter(out.is_nan() | out.is_infinite()), "not a finite number", source)
+        return out
+    raise DataError(
+        f"listed_at must be a datetime, a date or a number, found {col.dtype}", file=source, column=LISTED_AT
+    )
+
+
+def _refuse(bad: pl.DataFrame, what: str, source: str | Path | None) -> None:
+    if bad.height:
+        raise DataError(
+            f"{bad.height} item(s) have a listed_at that is {what}",
+            file=source,
+            column=LISTED_AT,
+            rows=bad.head(_SHOW).to_dicts(),
+        )
 
 
 TimeUnit = Literal["s", "ms", "us", "ns"]

@@ -8,9 +8,10 @@ Raw columns, gathered from the scorers' catalogue-wide matrices (``candidates.sc
 last item and to the recent items (fine-tuned embeddings); the co-visitation transition count from
 the last item; popularity overall and among users' latest items; the item's mean position in the
 histories that hold it (its age, where there are no timestamps) and its gap to the last item's;
-history length; repeat flag. Derived with expressions: each score's gap to the user's best
-candidate, category and brand affinity (the share of the user's history in the candidate's
-category / brand), source flags.
+when the item went on sale (the items' ``listed_at``; on Amazon, the ASIN's allocation order) and
+its gap to the newest item of the user's history; history length; repeat flag. Derived with
+expressions: each score's gap to the user's best candidate, category and brand affinity (the share
+of the user's history in the candidate's category / brand), source flags.
 
 Counts (popularity, transitions, the scores of scorers that count events) are per 10,000 training
 interactions: a label fold's histories are one or two events per user shorter than the test
@@ -36,6 +37,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from recsys.data.schema import LISTED_AT
 from recsys.data.train_data import TrainData
 from recsys.errors import ConfigError
 from recsys.rank.candidates import ScoredChunk, row_groups
@@ -43,6 +45,10 @@ from recsys.scorers.base import Scorer
 
 N_RECENT = 5  # recent items compared by text similarity
 COUNT_FEATURES = ("per_10k", "raw")  # RecommenderConfig.count_features
+ERA_SPAN = 0.5  # ItemSide.era_keys: item + ERA_SPAN × time keeps each item's keys apart
+# popularity_era: events within this much of the user's time (as places in the catalogue's listing
+# order: 0.05 spans the twentieth of the catalogue listed around it)
+ERA_WIDTH = 0.05
 
 
 @dataclass
@@ -67,6 +73,13 @@ class ItemSide:
     # over the training interactions, so a count means the same on a label fold's shorter
     # histories, the test split's and the serving data ("per_10k"); 1 keeps raw counts ("raw").
     count_scale: float = 1.0
+    # (n_items,) when the item went on sale, as its place among the catalogue's ``listed_at``
+    # values: 0 the oldest, 1 the newest, NaN unknown (``listing_order``); None: no such column.
+    listed: np.ndarray | None = None
+    # (events,) sorted ``item + ERA_SPAN × t`` over the training events whose time ``t`` is known:
+    # the newest ``listed`` of the user's items up to that event (a user cannot have had an item
+    # before it went on sale). ``era_counts`` reads it; None: no dates.
+    era_keys: np.ndarray | None = None
     _transition_keys: tuple[np.ndarray, np.ndarray] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -131,7 +144,60 @@ class ItemSide:
             brand_names=_names(data.item_frame, "brand"),
             factors=None if factors is None else np.ascontiguousarray(factors, dtype=np.float32),
             count_scale=10_000.0 / max(len(seq), 1) if counts == "per_10k" else 1.0,
+            listed=(listed := listing_order(data.item_frame)),
+            era_keys=_era_keys(seq, indptr, listed),
         )
+
+    def era_counts(self, items: np.ndarray, when: np.ndarray, width: float = ERA_WIDTH) -> np.ndarray:
+        """(P,) training events of ``items[p]`` whose time lies within ``width`` of ``when[p]``
+        (both as ``listed`` places); NaN where ``when`` is unknown or there are no dates."""
+        out = np.full(len(items), np.nan, dtype=np.float32)
+        known = np.isfinite(when)
+        if self.era_keys is None or not known.any():
+            return out
+        base = items[known].astype(np.float64)
+        lo = base + ERA_SPAN * np.clip(when[known] - width, 0.0, 1.0)
+        hi = base + ERA_SPAN * np.clip(when[known] + width, 0.0, 1.0)
+        keys = self.era_keys
+        out[known] = np.searchsorted(keys, hi, side="right") - np.searchsorted(keys, lo, side="left")
+        return out
+
+
+def _era_keys(seq: np.ndarray, indptr: np.ndarray, listed: np.ndarray) -> np.ndarray | None:
+    """``ItemSide.era_keys`` of the histories ``seq`` (users' items in order, bounds ``indptr``)."""
+    if not np.isfinite(listed).any() or not len(seq):
+        return None
+    user_of = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr)).astype(np.float64)
+    # A running maximum within each user: offsets of 3 per user keep users apart (places are
+    # 0..1, unknown ones -1) so one cumulative maximum over every event does it.
+    value = np.where(np.isfinite(listed[seq]), listed[seq], -1.0) + 3.0 * user_of
+    when = np.maximum.accumulate(value) - 3.0 * user_of
+    known = when >= 0
+    return np.sort(seq[known] + ERA_SPAN * when[known])
+
+
+def listing_order(items: pl.DataFrame, reference: np.ndarray | None = None) -> np.ndarray:
+    """(n_items,) each item's ``listed_at`` as its place among ``reference`` (raw ``listed_at``
+    values; default the items' own): 0 the oldest, 1 the newest, ties sharing their mean place;
+    NaN where unknown. A place, not the raw value: dates, ASIN order and sequence numbers all mean
+    the same to the ranker, and a catalogue that grows keeps the fitted items' places."""
+    raw = listed_values(items)
+    ref = np.sort(raw[np.isfinite(raw)] if reference is None else reference[np.isfinite(reference)])
+    out = np.full(len(raw), np.nan, dtype=np.float32)
+    if len(ref) < 2:
+        return out
+    known = np.isfinite(raw)
+    below = np.searchsorted(ref, raw[known], side="left")
+    upto = np.searchsorted(ref, raw[known], side="right")
+    out[known] = np.clip((below + upto - 1) / 2 / (len(ref) - 1), 0.0, 1.0)
+    return out
+
+
+def listed_values(items: pl.DataFrame) -> np.ndarray:
+    """(n_items,) the items' raw ``listed_at`` as floats, NaN where missing or absent."""
+    if LISTED_AT not in items.columns:
+        return np.full(items.height, np.nan)
+    return items[LISTED_AT].cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64)
 
 
 def _names(items: pl.DataFrame, column: str) -> np.ndarray:
@@ -207,6 +273,16 @@ def _history_counts(
         pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
         found = (codes >= 0) & (keys[pos] == query)
         out[found] = counts[pos[found]]
+    return out
+
+
+def _newest(listed: np.ndarray, hist_items: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """(U,) the largest ``listed`` over each user's history items (NaN: none known)."""
+    out = np.full(len(lengths), np.nan, dtype=np.float32)
+    nonempty = lengths > 0
+    if nonempty.any():
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[nonempty]
+        out[nonempty] = np.fmax.reduceat(listed[hist_items], starts)
     return out
 
 
@@ -291,6 +367,14 @@ def build_features(
     cols["history_length"] = lengths[rows]
     hist_rows = np.repeat(np.arange(len(chunk.histories)), lengths)
     hist_items = np.concatenate(chunk.histories) if len(hist_rows) else np.zeros(0, np.int64)
+    # When the candidate went on sale, and against the newest item the user has had: a user whose
+    # history stops at products of 2012 buys next among what was on sale then.
+    # Then the candidate's training events from about the user's time: popularity in their era.
+    listed = side.listed if side.listed is not None else np.full(len(emb), np.nan, np.float32)
+    newest = _newest(listed, hist_items, lengths)[rows]
+    cols["item_listed"] = listed[items]
+    cols["item_listed_gap"] = (cols["item_listed"] - newest).astype(np.float32)
+    cols["popularity_era"] = side.era_counts(items, newest) * per
     n = max(len(emb), int(items.max(initial=0)) + 1)
     cols["repeat"] = np.isin(rows * n + items, hist_rows * n + hist_items).astype(np.int8)
     cols["category"] = side.category[items]
@@ -340,7 +424,7 @@ def feature_names(scorers: list[str], depth: dict[str, int]) -> list[str]:
     names += ["sim_last", "sim_max", "sim_mean", "factor_sim_last"]
     names += ["transition_from_last", "transition_from_second_last", "transition_to_last"]
     names += ["popularity", "popularity_recent", "history_length", "repeat"]
-    names += ["item_position", "item_position_gap"]
+    names += ["item_position", "item_position_gap", "item_listed", "item_listed_gap", "popularity_era"]
     names += ["category_affinity", "brand_affinity", "same_category_as_last", "same_brand_as_last"]
     names += ["category_recent_share", "brand_recent_share"]
     names += [f"from_{s}" for s in depth]

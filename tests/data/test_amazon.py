@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from recsys.data import leave_one_out, load_amazon_scientific
+from recsys.data.amazon import asin_order
 from recsys.errors import DataError
 from tests.conftest import SCIENTIFIC
 
@@ -70,3 +71,13 @@ def test_checksum_mismatch_is_refused(tmp_path):
     (copy / "Scientific.text").unlink()
     with pytest.raises(DataError, match="missing"):
         load_amazon_scientific(copy)
+
+
+def test_asin_order_is_allocation_order_and_skips_other_ids():
+    ids = pl.DataFrame({"item_id": ["B00A000000", "B000000001", "0123456789", "B010000000", "B00A000000x"]})
+    assert ids.select(asin_order(pl.col("item_id")))["listed_at"].to_list() == [1.0, 0.0, None, 2.0, None]
+
+
+def test_every_item_has_its_asin_place(scientific):
+    listed = scientific.items["listed_at"]
+    assert listed.null_count() == 0 and listed.n_unique() == scientific.items.height

@@ -191,3 +191,25 @@ def test_missing_file_and_unknown_suffix(tmp_path):
 def test_no_order_column(tmp_path):
     path = write(pl.DataFrame({"user_id": ["u"], "item_id": ["a"]}), tmp_path / "e.csv")
     expect_error("need an order", read_interactions, path)
+
+
+def test_listed_at_is_kept_as_seconds_or_refused(tmp_path):
+    dated = pl.DataFrame(
+        {"item_id": ["a", "b"], "title": ["x", "y"], "listed_at": ["2020-01-01", "2021-01-01"]}
+    )
+    for path in (
+        write(dated, tmp_path / "i.csv"),
+        write(dated.with_columns(pl.col("listed_at").str.to_date()), tmp_path / "i.parquet"),
+    ):
+        items = read_items(path)
+        assert items.schema["listed_at"] == pl.Float64
+        assert items["listed_at"].to_list() == [1_577_836_800.0, 1_609_459_200.0]
+    numbered = read_items(
+        write(pl.DataFrame({"item_id": ["a"], "title": ["x"], "listed_at": [7]}), tmp_path / "n.csv")
+    )
+    assert numbered["listed_at"].to_list() == [7.0]
+    with pytest.raises(DataError, match="neither a number nor a date") as err:
+        read_items(write(dated.with_columns(listed_at=pl.lit("soon")), tmp_path / "s.csv"))
+    assert err.value.column == "listed_at"
+    with pytest.raises(DataError, match="listed_at must be a datetime"):
+        read_items(write(dated.with_columns(listed_at=pl.lit([1, 2])), tmp_path / "l.parquet"))

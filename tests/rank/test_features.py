@@ -1,6 +1,9 @@
-"""Item-side features by hand: the items' position in histories, counts per 10,000 interactions."""
+"""Item-side features by hand: the items' position in histories, counts per 10,000 interactions,
+when the items went on sale."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import polars as pl
@@ -9,7 +12,7 @@ import pytest
 from recsys.data import TrainData
 from recsys.errors import ConfigError
 from recsys.rank.candidates import score_chunk
-from recsys.rank.features import ItemSide, build_features
+from recsys.rank.features import ItemSide, build_features, listing_order
 from recsys.scorers import build_scorer
 from tests.conftest import hand_data
 
@@ -78,3 +81,44 @@ def test_unknown_count_features_are_refused():
     data = hand_data([[0, 1]], 2)
     with pytest.raises(ConfigError, match="count_features"):
         ItemSide.build(data, _embeddings(2), counts="percent")
+
+
+def test_listing_order_places_items_oldest_to_newest_ties_sharing():
+    items = pl.DataFrame({"item_id": list("abcde"), "listed_at": [30.0, 10.0, None, 20.0, 20.0]})
+    np.testing.assert_allclose(listing_order(items), [1.0, 0.0, np.nan, 0.5, 0.5])
+    # Against a fitted catalogue's values: between two of them, past the newest, before the oldest.
+    grown = pl.DataFrame({"item_id": list("xyz"), "listed_at": [25.0, 40.0, 5.0]})
+    reference = np.array([30.0, 10.0, np.nan, 20.0, 20.0])
+    np.testing.assert_allclose(listing_order(grown, reference), [5 / 6, 1.0, 0.0])
+    # No column, or fewer than two known values: unknown.
+    assert np.isnan(listing_order(pl.DataFrame({"item_id": ["a", "b"]}))).all()
+
+
+def test_item_listed_gap_is_against_the_newest_item_of_the_history():
+    data = hand_data([[0, 1], [3], [2, 0]], 5)
+    side = dataclasses.replace(
+        ItemSide.build(data, _embeddings(5)), listed=np.array([0.2, 0.9, 0.5, np.nan, 1.0], np.float32)
+    )
+    scorers = {"popularity": build_scorer("popularity").fit(data)}
+    chunk = score_chunk(scorers, [data.history(u) for u in range(3)], np.arange(3))
+    rows, items = np.array([0, 0, 1, 2]), np.array([2, 4, 4, 1])
+    frame = build_features(chunk, rows, items, side, {"popularity": 3})
+    np.testing.assert_allclose(frame["item_listed"].to_numpy(), [0.5, 1.0, 1.0, 0.9])
+    # User 0's newest is item 1 (0.9); user 1's only item has no date; user 2's newest is item 2.
+    np.testing.assert_allclose(frame["item_listed_gap"].to_numpy(), [-0.4, 0.1, np.nan, 0.4], atol=1e-6)
+
+
+def test_popularity_era_counts_the_events_from_about_the_users_time():
+    # Places 0, 1/3, 2/3, 1 and unknown. An event's time is the newest place of the user's items
+    # so far: item 1's events come at 1/3 (user 0), 2/3 (user 1, after item 2) and 1/3 (user 2,
+    # whose first item has no date).
+    data = hand_data([[0, 1], [2, 1], [4, 1]], 5, listed_at=[0.0, 10.0, 20.0, 30.0, None])
+    side = ItemSide.build(data, _embeddings(5))
+    np.testing.assert_allclose(side.listed, [0.0, 1 / 3, 2 / 3, 1.0, np.nan])
+    one = np.ones(5, dtype=np.int64)
+    when = np.array([1 / 3, 2 / 3, 0.5, 0.0, np.nan])
+    np.testing.assert_allclose(side.era_counts(one, when, 0.05), [2, 1, 0, 0, np.nan])
+    np.testing.assert_allclose(side.era_counts(one, when, 0.2), [2, 1, 3, 0, np.nan])
+    assert side.era_counts(np.array([3]), np.array([1.0]), 0.5)[0] == 0  # never had
+    undated = ItemSide.build(hand_data([[0, 1]], 2), _embeddings(2))
+    assert undated.era_keys is None and np.isnan(undated.era_counts(np.array([1]), np.array([0.5]))).all()
