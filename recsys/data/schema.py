@@ -150,7 +150,7 @@ def _listed_at(df: pl.DataFrame, source: str | Path | None) -> pl.Series:
             )
     if col.dtype == pl.Null:
         return col.cast(pl.Float64)
-    if col.dtype in (pl.Date, pl.Datetime) or isinstance(col.dtype, pl.Datetime):
+    if col.dtype == pl.Date or isinstance(col.dtype, pl.Datetime):
         return col.cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Float64).alias(LISTED_AT)
     if col.dtype.is_numeric():
         out = col.cast(pl.Float64)

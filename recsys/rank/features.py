@@ -8,8 +8,9 @@ Raw columns, gathered from the scorers' catalogue-wide matrices (``candidates.sc
 last item and to the recent items (fine-tuned embeddings); the co-visitation transition count from
 the last item; popularity overall and among users' latest items; the item's mean position in the
 histories that hold it (its age, where there are no timestamps) and its gap to the last item's;
-when the item went on sale (the items' ``listed_at``; on Amazon, the ASIN's allocation order) and
-its gap to the newest item of the user's history; history length; repeat flag. Derived with
+when the item went on sale (the items' ``listed_at``; on Amazon, the ASIN's allocation order), its
+gap to the newest item of the user's history and its training events from about the user's time
+(``popularity_era``); history length; repeat flag. Derived with
 expressions: each score's gap to the user's best candidate, category and brand affinity (the share
 of the user's history in the candidate's category / brand), source flags.
 
@@ -80,7 +81,8 @@ class ItemSide:
     # histories, the test split's and the serving data ("per_10k"); 1 keeps raw counts ("raw").
     count_scale: float = 1.0
     # (n_items,) when the item went on sale, as its place among the catalogue's ``listed_at``
-    # values: 0 the oldest, 1 the newest, NaN unknown (``listing_order``); None: no such column.
+    # values: 0 the oldest, 1 the newest, NaN unknown or no such column (``listing_order``); None
+    # only for an ItemSide made by hand (the features then read NaN).
     listed: np.ndarray | None = None
     # (events,) sorted ``item + ERA_SPAN × t`` over the training events whose time ``t`` is known:
     # the newest ``listed`` of the user's items up to that event (a user cannot have had an item
@@ -373,9 +375,9 @@ def build_features(
     cols["history_length"] = lengths[rows]
     hist_rows = np.repeat(np.arange(len(chunk.histories)), lengths)
     hist_items = np.concatenate(chunk.histories) if len(hist_rows) else np.zeros(0, np.int64)
-    # When the candidate went on sale, and against the newest item the user has had: a user whose
-    # history stops at products of 2012 buys next among what was on sale then.
-    # Then the candidate's training events from about the user's time: popularity in their era.
+    # When the candidate went on sale, against the newest item the user has had (a user whose
+    # history stops at products of 2012 buys next among what was on sale then), and its training
+    # events from about the user's time: popularity in their era.
     listed = side.listed if side.listed is not None else np.full(len(emb), np.nan, np.float32)
     newest = _newest(listed, hist_items, lengths)[rows]
     cols["item_listed"] = listed[items]
