@@ -39,6 +39,10 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `no-position`: without the items' mean position in histories (`item_position`, `..._gap`);
 - `no-listed`: without when the items went on sale (`item_listed`, `item_listed_gap`,
   `popularity_era`); `no-era`: without `popularity_era` alone;
+- `later03`, `later05`: LambdaRank also learns from each user's event after the target (a label
+  fold's next event, gain 0.3 or 0.5 against the target's 1; `ranker.later_gain`);
+- `fold1-half`: the second label fold's queries weigh half as much as the first's
+  (`ranker.fold_weights = [1.0, 0.5]`);
 - `sknn`, `sknn-features`: session-based nearest neighbours as one more scorer, with its 100 best
   items as candidates or for features only;
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
@@ -125,6 +129,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no-position": {"ranker": {"exclude_features": ["item_position", "item_position_gap"]}},
     "no-listed": {"ranker": {"exclude_features": ["item_listed", "item_listed_gap", "popularity_era"]}},
     "no-era": {"ranker": {"exclude_features": ["popularity_era"]}},
+    "later03": {"ranker": {"later_gain": 0.3}},
+    "later05": {"ranker": {"later_gain": 0.5}},
+    "fold1-half": {"ranker": {"fold_weights": [1.0, 0.5]}},
     "sknn": {"scorers": {"sknn": {"model": "sknn"}}, "candidates": {"sknn": 100}},
     "sknn-features": {"scorers": {"sknn": {"model": "sknn"}}},
 }

@@ -52,6 +52,13 @@ class RankerConfig:
     exclude_features: tuple[str, ...] = ()
     holdout_users: float = 0.15  # share of labelled users kept aside for early stopping
     truncation_level: int = 30  # LambdaRank: pairs considered below the top of each list
+    # The gain, against the target's 1, of each user's event after the target (the frame's
+    # ``later`` column: a label fold's next event) when LambdaRank learns; 0 leaves it a negative.
+    # The holdout, and so the round kept, still counts the target alone.
+    later_gain: float = 0.0
+    # A weight per label fold (fold 0 first) on its queries' gradients when LambdaRank learns;
+    # empty: every fold weighs 1. The holdout is scored unweighted.
+    fold_weights: tuple[float, ...] = ()
     # LambdaRank models whose scores are averaged, seeds seed, seed + 1, ...: each draws its own
     # rows and features per round and chooses its own round on the same holdout users. Three
     # averaged gave test NDCG@10 0.1121 against 0.1106 for one, over the same features
@@ -71,6 +78,15 @@ class RankerConfig:
         ):
             raise ConfigError("ranker.exclude_features must be a list of feature names")
         object.__setattr__(self, "exclude_features", tuple(self.exclude_features))
+        if isinstance(self.fold_weights, (str, bytes)) or not all(
+            isinstance(w, (int, float)) and w >= 0 for w in self.fold_weights
+        ):
+            raise ConfigError("ranker.fold_weights must be a list of weights >= 0, one per label fold")
+        object.__setattr__(self, "fold_weights", tuple(float(w) for w in self.fold_weights))
+        if not 0.0 <= self.later_gain < 1.0:
+            raise ConfigError(f"ranker.later_gain must be in [0, 1), not {self.later_gain}")
+        if self.later_gain and self.objective == "binary":
+            raise ConfigError("ranker.later_gain needs a ranking objective, not binary")
         if self.smooth_rounds < 1:
             raise ConfigError("ranker.smooth_rounds must be at least 1")
         if self.ensemble < 1:
@@ -110,6 +126,8 @@ class Ranker:
             "bagging_freq": 1,
             "lambda_l2": c.lambda_l2,
             "lambdarank_truncation_level": c.truncation_level,
+            # Labels 0 (other), 1 (the later event), 2 (the target); the holdout's are 0 and 1.
+            **({"label_gain": [0.0, c.later_gain, 1.0]} if c.later_gain else {}),
             "seed": c.seed + member,
             "deterministic": True,
             "force_col_wise": True,
@@ -136,13 +154,17 @@ class Ranker:
         held = rng.random(len(users)) < self.config.holdout_users
         # One conversion of the whole frame; the training, holdout and refit sets are its rows.
         x = frame.select(self.features).to_numpy().astype(np.float32)
-        y = frame["label"].to_numpy()
+        y = (frame["label"].to_numpy() > 0).astype(np.int8)
+        y_learn, weight = self._learning_labels(frame, y)
         row_users = frame["user"].to_numpy()
         in_holdout = np.isin(row_users, users[held])
-        parts = {"train": ~in_holdout, "valid": in_holdout}
-        sets = {name: self._dataset(x[rows], y[rows], row_users[rows]) for name, rows in parts.items()}
+        train = ~in_holdout
+        sets = {
+            "train": self._dataset(x[train], y_learn[train], row_users[train], _part(weight, train)),
+            "valid": self._dataset(x[in_holdout], y[in_holdout], row_users[in_holdout]),
+        }
         sets["valid"].reference = sets["train"]
-        full = self._dataset(x, y, row_users) if self.config.refit_all else None
+        full = self._dataset(x, y_learn, row_users, weight) if self.config.refit_all else None
         held_groups = np.unique(row_users[in_holdout], return_counts=True)[1]
         self.boosters, bests, curves, held_scores = [], [], [], []
         for member in range(self.config.ensemble):
@@ -157,7 +179,7 @@ class Ranker:
         self.info = {
             "train_users": int((~held).sum()),
             "holdout_users": int(held.sum()),
-            "train_rows": int(parts["train"].sum()),
+            "train_rows": int(train.sum()),
             "best_round": bests[0],
             "raw_best_round": int(np.argmax(curves[0])) + 1,
             "holdout_ndcg@10": float(curves[0][bests[0] - 1]),
@@ -198,12 +220,37 @@ class Ranker:
         curve = np.asarray(evals["holdout"]["ndcg@10"])
         return booster, smoothed_best(curve, self.config.smooth_rounds), curve
 
-    def _dataset(self, x: np.ndarray, label: np.ndarray, users: np.ndarray) -> Any:
-        """A LightGBM dataset of rows sorted by user, one query per user."""
+    def _learning_labels(self, frame: pl.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The labels LambdaRank learns (2 target, 1 later event, 0 other with ``later_gain``;
+        else ``y``) and the rows' weights by fold (None: all 1)."""
+        c = self.config
+        y_learn = y
+        if c.later_gain:
+            if "later" not in frame.columns:
+                raise ConfigError("ranker.later_gain needs the frame's later column (recsys.rank.training)")
+            later = frame["later"].to_numpy() > 0
+            y_learn = np.where(y > 0, 2, later.astype(np.int8)).astype(np.int8)
+        if not c.fold_weights:
+            return y_learn, None
+        if "fold" not in frame.columns:
+            raise ConfigError("ranker.fold_weights needs the frame's fold column (recsys.rank.training)")
+        fold = frame["fold"].to_numpy()
+        if fold.max() >= len(c.fold_weights):
+            raise ConfigError(
+                f"ranker.fold_weights has {len(c.fold_weights)} weights for {int(fold.max()) + 1} label folds"
+            )
+        return y_learn, np.asarray(c.fold_weights, np.float64)[fold]
+
+    def _dataset(
+        self, x: np.ndarray, label: np.ndarray, users: np.ndarray, weight: np.ndarray | None = None
+    ) -> Any:
+        """A LightGBM dataset of rows sorted by user, one query per user (``weight`` per row)."""
         import lightgbm as lgb
 
         _, groups = np.unique(users, return_counts=True)
-        return lgb.Dataset(x, label=label, group=groups, feature_name=self.features, free_raw_data=True)
+        return lgb.Dataset(
+            x, label=label, weight=weight, group=groups, feature_name=self.features, free_raw_data=True
+        )
 
     def _check(self) -> list[Any]:
         if not self.boosters:
@@ -309,6 +356,10 @@ class Ranker:
             ranker.boosters.append(booster)
         ranker.info = meta.get("info", {})
         return ranker
+
+
+def _part(values: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if values is None else values[rows]
 
 
 def model_file_name(member: int) -> str:

@@ -29,12 +29,20 @@ log = logging.getLogger(__name__)
 
 
 def label_frame(
-    config: RecommenderConfig, scorers: dict[str, Scorer], data: TrainData, split: Split, side: ItemSide
+    config: RecommenderConfig,
+    scorers: dict[str, Scorer],
+    data: TrainData,
+    split: Split,
+    side: ItemSide,
+    later: Split | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Features of every target user of ``split``, ``label`` = 1 on their targets; and candidate recall.
 
-    Candidate recall is the share of targets among a source's best N items (N = 20, 50, 100, 200 and
-    the configured depth) and among the merged candidates: the ceiling of the ranker.
+    ``later = 1`` marks each user's event after the target (the targets of ``later``, the split of
+    the fold before; none for fold 0, whose next event is the test target): a weaker positive the
+    ranker may learn from (``ranker.later_gain``). Candidate recall is the share of targets among a
+    source's best N items (N = 20, 50, 100, 200 and the configured depth) and among the merged
+    candidates: the ceiling of the ranker.
     """
     import scipy.sparse as sp
     from tqdm.auto import tqdm
@@ -50,6 +58,7 @@ def label_frame(
         shape=(data.n_users, data.n_items),
     )
     truth.data[:] = 1
+    after = _later_matrix(data, later, users_all)
     frames = []
     depths = sorted({20, 50, 100, 200} | set(config.candidates.values()))
     hits = {name: dict.fromkeys(depths, 0) for name in scorers}
@@ -66,7 +75,10 @@ def label_frame(
         frame = build_features(chunk, rows, cand, side, config.candidates)
         # merge_candidates and build_features both order pairs by (row, item).
         label = np.asarray(truth[users[rows], cand]).ravel().astype(np.int8)
-        frames.append(frame.with_columns(user=pl.Series(users[rows]), label=pl.Series(label)))
+        next_one = np.asarray(after[users[rows], cand]).ravel().astype(np.int8)
+        frames.append(
+            frame.with_columns(user=pl.Series(users[rows]), label=pl.Series(label), later=pl.Series(next_one))
+        )
     full = pl.concat(frames)
     n = len(target_users)
     recall = {name: {f"@{d}": round(h / n, 4) for d, h in per.items()} for name, per in hits.items()}
@@ -78,6 +90,21 @@ def label_frame(
         "candidate_recall": {"merged": round(int(full["label"].sum()) / max(n, 1), 4), **recall},
     }
     return full, stats
+
+
+def _later_matrix(data: TrainData, later: Split | None, users: np.ndarray) -> Any:
+    """users × items, 1 at each of ``users``' targets in ``later`` (empty without one)."""
+    import scipy.sparse as sp
+
+    shape = (data.n_users, data.n_items)
+    if later is None:
+        return sp.csr_matrix(shape, dtype=np.int8)
+    u, i = data.target_pairs(later)
+    keep = (u >= 0) & (i >= 0)
+    keep[keep] = np.isin(u[keep], users)
+    matrix = sp.csr_matrix((np.ones(int(keep.sum()), np.int8), (u[keep], i[keep])), shape=shape)
+    matrix.data[:] = 1
+    return matrix
 
 
 def label_folds(dataset: Dataset, config: RecommenderConfig) -> int:
@@ -102,8 +129,10 @@ def ranker_frames(
     progress: bool = False,
     fold_configs: Sequence[RecommenderConfig] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any], dict[str, float]]:
-    """The labelled candidates of every fold, one frame (a query per (fold, user)), with candidate
-    recall per fold and the seconds spent fitting scorers and building candidates and features.
+    """The labelled candidates of every fold, one frame (a query per (fold, user), ``fold`` its
+    number), with candidate recall per fold and the seconds spent fitting scorers and building
+    candidates and features. Fold f > 0 marks each user's next event, fold f − 1's target, as
+    ``later`` (``label_frame``).
 
     For each fold the scorers are fitted on the histories before its labels; candidates and
     features follow. ``fold_configs`` gives each fold a config of its own (the same scorers, with
@@ -122,9 +151,15 @@ def ranker_frames(
         side = ItemSide.from_scorers(label_data, scorers, config.embeddings_from, config.count_features)
         times["fit_scorers_labels"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        frame, stats[f"fold {fold}"] = label_frame(config, scorers, label_data, fold_split, side)
+        later = label_split(dataset, fold - 1, config.split_kind)[1] if fold else None
+        frame, stats[f"fold {fold}"] = label_frame(config, scorers, label_data, fold_split, side, later)
         # A query is one (fold, user): rows of different folds never share a LambdaRank group.
-        frames.append(frame.with_columns(pl.col("user").cast(pl.Int64) + fold * (label_data.n_users + 1)))
+        frames.append(
+            frame.with_columns(
+                pl.col("user").cast(pl.Int64) + fold * (label_data.n_users + 1),
+                fold=pl.lit(fold, pl.Int8),
+            )
+        )
         times["candidates_features"] += time.perf_counter() - t0
     return pl.concat(frames), stats, times
 

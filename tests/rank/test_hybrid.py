@@ -13,9 +13,9 @@ from recsys.artifacts import load_recommender, save_recommender
 from recsys.data import Dataset, TrainData, label_split, leave_one_out
 from recsys.errors import ArtifactError, ConfigError
 from recsys.evaluation import evaluate
-from recsys.rank.features import ItemSide
+from recsys.rank.features import ItemSide, feature_names
 from recsys.rank.rules import Filters
-from recsys.rank.training import label_frame, train_recommender
+from recsys.rank.training import label_frame, ranker_frames, train_recommender
 from recsys.recommender import HybridScorer, RecommenderConfig, fit_scorers
 from recsys.scorers import build_scorer
 
@@ -86,6 +86,23 @@ def test_features_never_see_the_label(synthetic, config, fold):
     # Same candidates and features; only the labels differ (the targets moved).
     assert original.drop("label").equals(mutated.drop("label"))
     assert not original["label"].equals(mutated["label"])
+
+
+def test_later_marks_each_users_next_event_and_is_no_feature(synthetic, config):
+    frame, _, _ = ranker_frames(synthetic, config)
+    assert "later" not in feature_names(list(config.scorers), config.candidates)
+    assert frame.filter(pl.col("fold") == 0)["later"].sum() == 0  # fold 0's next event is the test
+    fold0, split0 = label_split(synthetic, 0, "leave-one-out")
+    data = TrainData.from_split(fold0, split0)
+    users, items = data.target_pairs(split0)
+    next_item = dict(zip(users.tolist(), items.tolist(), strict=True))
+    one = frame.filter(pl.col("fold") == 1).with_columns(pl.col("user") - (data.n_users + 1))
+    marked = one.filter(pl.col("later") == 1)
+    assert marked.height > 0
+    assert all(next_item[u] == i for u, i in marked.select("user", "item").iter_rows())
+    # Every candidate that is a user's next event is marked.
+    hits = sum(next_item.get(u) == i for u, i in one.select("user", "item").iter_rows())
+    assert hits == marked.height
 
 
 def test_batch_recommend_equals_per_user(trained):

@@ -120,3 +120,68 @@ def test_an_ensemble_averages_its_members_and_survives_a_round_trip(tmp_path):
         Ranker.load(tmp_path, meta)
     with pytest.raises(ConfigError, match="ensemble"):
         RankerConfig(ensemble=0)
+
+
+def _two_signals(n_users: int, seed: int) -> pl.DataFrame:
+    """Queries of 20 items: the target is the best by ``a``, the later event (another item) the best by
+    ``b``; queries alternate between fold 0 and fold 1."""
+    rng = np.random.default_rng(seed)
+    user = np.repeat(np.arange(n_users), 20)
+    a, b = rng.standard_normal(len(user)), rng.standard_normal(len(user))
+    label, later = np.zeros(len(user), np.int8), np.zeros(len(user), np.int8)
+    for u in range(n_users):
+        idx = np.flatnonzero(user == u)
+        target = idx[np.argmax(a[idx])]
+        label[target] = 1
+        rest = idx[idx != target]
+        later[rest[np.argmax(b[rest])]] = 1
+    return pl.DataFrame(
+        {"user": user, "fold": (user % 2).astype(np.int8), "a": a, "b": b, "label": label, "later": later}
+    )
+
+
+def test_later_gain_teaches_the_next_event_and_the_holdout_counts_the_target():
+    frame = _two_signals(300, 0)
+    config = RankerConfig(max_rounds=60, min_data_in_leaf=5, early_stopping_rounds=60, threads=1, ensemble=1)
+    plain = Ranker(config, ["a", "b"]).fit(frame)
+    graded = Ranker(dataclasses.replace(config, later_gain=0.5), ["a", "b"]).fit(frame)
+    test = _two_signals(100, 1)
+    b = test["b"].to_numpy()
+    # Only the graded model has learned that b matters (the later event), and both still follow a.
+    assert np.corrcoef(graded.predict(test), b)[0, 1] > np.corrcoef(plain.predict(test), b)[0, 1] + 0.1
+    assert np.corrcoef(graded.predict(test), test["a"].to_numpy())[0, 1] > 0.5
+    # The holdout scores the target alone: both models are judged on the same labels.
+    y = test["label"].to_numpy()
+    groups = np.full(100, 20)
+    assert ndcg_at(plain.predict(test), y, groups, 10) >= ndcg_at(graded.predict(test), y, groups, 10) - 0.05
+    with pytest.raises(ConfigError, match="later_gain must be in"):
+        RankerConfig(later_gain=1.5)
+    with pytest.raises(ConfigError, match="needs the frame's later column"):
+        Ranker(dataclasses.replace(config, later_gain=0.5), ["a", "b"]).fit(frame.drop("later"))
+
+
+def test_fold_weights_choose_which_folds_teach():
+    frame = _two_signals(400, 2)
+    # Fold 1's targets follow -a instead of a.
+    flipped = frame.with_columns(
+        pl.when(pl.col("fold") == 1).then(-pl.col("a")).otherwise(pl.col("a")).alias("signal")
+    )
+    best = flipped.group_by("user").agg(pl.col("signal").arg_max().alias("at"))
+    flipped = (
+        flipped.with_columns(pl.int_range(pl.len()).over("user").alias("pos"))
+        .join(best, on="user")
+        .with_columns(label=(pl.col("pos") == pl.col("at")).cast(pl.Int8))
+        .drop("signal", "pos", "at")
+        .sort("user")
+    )
+    config = RankerConfig(max_rounds=40, min_data_in_leaf=5, early_stopping_rounds=40, threads=1, ensemble=1)
+    test = _frame(100, 3)
+    a = test["a"].to_numpy()
+    first = Ranker(dataclasses.replace(config, fold_weights=(1.0, 0.0)), ["a", "b"]).fit(flipped)
+    second = Ranker(dataclasses.replace(config, fold_weights=(0.0, 1.0)), ["a", "b"]).fit(flipped)
+    assert np.corrcoef(first.predict(test), a)[0, 1] > 0.5
+    assert np.corrcoef(second.predict(test), a)[0, 1] < -0.5
+    with pytest.raises(ConfigError, match="1 weights for 2 label folds"):
+        Ranker(dataclasses.replace(config, fold_weights=(1.0,)), ["a", "b"]).fit(flipped)
+    with pytest.raises(ConfigError, match="fold_weights must be a list"):
+        RankerConfig(fold_weights=(1.0, -1.0))
