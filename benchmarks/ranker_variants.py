@@ -45,6 +45,8 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
   (`ranker.fold_weights = [1.0, 0.5]`);
 - `sknn`, `sknn-features`: session-based nearest neighbours as one more scorer, with its 100 best
   items as candidates or for features only;
+- `lexical`, `lexical-features`: TF-IDF word match of the candidate's text to the user's recent
+  items' as one more scorer, with its 50 best items as candidates or for features only;
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
   test split (`<work>/test/encoder_holdout`), instead of on every event before each label.
@@ -134,6 +136,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fold1-half": {"ranker": {"fold_weights": [1.0, 0.5]}},
     "sknn": {"scorers": {"sknn": {"model": "sknn"}}, "candidates": {"sknn": 100}},
     "sknn-features": {"scorers": {"sknn": {"model": "sknn"}}},
+    "lexical": {"scorers": {"lexical": {"model": "lexical"}}, "candidates": {"lexical": 50}},
+    "lexical-features": {"scorers": {"lexical": {"model": "lexical"}}},
 }
 SEEDS = {"sasrec": 0, "sasrec_seed1": 1, "gru": 0}
 

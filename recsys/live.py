@@ -1,8 +1,9 @@
 """Catalogue changes without retraining: new or changed items, withdrawn items, similar items.
 
-A new item is embedded by every text scorer's own encoder when it arrives and joins the catalogue
-at the end (new rows); the collaborative scorers never saw it, so they score it ``-inf`` (the
-scorer contract for an unknown item) and the ranker reads their features as missing. It is a
+A new item is embedded by every text scorer's own encoder (the lexical scorer: its words, with the
+fitted weights) when it arrives and joins the catalogue at the end (new rows); the collaborative
+scorers never saw it, so they score it ``-inf`` (the scorer contract for an unknown item) and the
+ranker reads their features as missing. It is a
 candidate of the text sources at once, and of everything else after the next training run.
 A changed item (a known id) gets its new text embedded and its category and brand updated in place.
 A withdrawn item stays in the vocabulary (histories still name it) but is never recommended.
@@ -29,6 +30,7 @@ from recsys.errors import DataError
 from recsys.rank.features import ItemSide, _labels, _names, listed_values, listing_order
 from recsys.recommender import Recommender
 from recsys.scorers.base import Scorer, grow_rows
+from recsys.scorers.lexical import LexicalScorer
 from recsys.scorers.text import TextScorer
 
 RRF_K = 60  # reciprocal-rank fusion constant for similar items (the usual 60)
@@ -48,6 +50,8 @@ def upsert_items(rec: Recommender, items: pl.DataFrame) -> Recommender:
     for name, scorer in rec.scorers.items():
         if isinstance(scorer, TextScorer):
             scorers[name] = _with_embeddings(scorer, data, touched, scorer.encoder.encode(texts))
+        elif isinstance(scorer, LexicalScorer):
+            scorers[name] = scorer.with_items(data, touched)
         else:
             scorers[name] = scorer
     side = _extend_side(rec.side, data, scorers[rec.config.embeddings_from])

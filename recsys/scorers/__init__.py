@@ -11,6 +11,7 @@ from recsys.scorers.base import Scorer
 from recsys.scorers.bpr import BPRConfig, BPRScorer
 from recsys.scorers.covisit import CovisitConfig, CovisitScorer
 from recsys.scorers.ease import EASEConfig, EASEScorer
+from recsys.scorers.lexical import LexicalConfig, LexicalScorer
 from recsys.scorers.popularity import PopularityConfig, PopularityScorer
 from recsys.scorers.sasrec import SASRecConfig, SASRecScorer
 from recsys.scorers.seqlinear import SeqLinearConfig, SeqLinearScorer
@@ -26,6 +27,7 @@ SCORERS: dict[str, type[Scorer]] = {
     "sasrec": SASRecScorer,
     "seqlinear": SeqLinearScorer,
     "sknn": SessionKNNScorer,
+    "lexical": LexicalScorer,
     "text": TextScorer,
     "encoder": EncoderScorer,
 }
@@ -50,6 +52,8 @@ __all__ = [
     "EASEConfig",
     "EASEScorer",
     "EncoderScorer",
+    "LexicalConfig",
+    "LexicalScorer",
     "PopularityConfig",
     "PopularityScorer",
     "SASRecConfig",

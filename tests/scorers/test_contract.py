@@ -17,6 +17,7 @@ FAST = {
     "ease": {"l2": 50.0},
     "seqlinear": {"l2": 50.0},
     "sknn": {"neighbours": 20},
+    "lexical": {},
     "bpr": {"factors": 32, "iterations": 60},
     "text": {"n_recent": 3},
     "encoder": {},
