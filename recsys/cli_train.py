@@ -228,6 +228,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "holdout_ndcg@10_ensemble" in info:
         n, ndcg = len(info["best_rounds"]), info["holdout_ndcg@10_ensemble"]
         line += f"; the {n} models averaged {ndcg:.4f}"
+    if "holdout_ndcg@10_every_user" in info:
+        line += f" ({info['holdout_ndcg@10_every_user']:.4f} per labelled user, 0 without the target)"
     print(line)
     print("\nfeature importance (gain, top 10):")
     for name, gain in list(report["importance"].items())[:10]:

@@ -84,7 +84,7 @@ def encoder_checkpoint(synthetic, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def hybrid_config(embedding_cache):
-    """A small hybrid: ALS, co-visitation, zero-shot text and popularity under a quick LambdaRank."""
+    """A small hybrid: ALS, co-visitation, zero-shot text, popularity and word match, quick LambdaRank."""
     from recsys.recommender import RecommenderConfig
 
     return RecommenderConfig(
@@ -93,8 +93,9 @@ def hybrid_config(embedding_cache):
             "covisit": {"model": "covisit"},
             "text": {"model": "text", "n_recent": 1, "cache_dir": str(embedding_cache)},
             "popularity": {"model": "popularity"},
+            "lexical": {"model": "lexical"},
         },
-        candidates={"als": 20, "covisit": 20, "text": 20, "popularity": 10},
+        candidates={"als": 20, "covisit": 20, "text": 20, "popularity": 10, "lexical": 20},
         ranker={"max_rounds": 60, "min_data_in_leaf": 5, "early_stopping_rounds": 20, "threads": 1},
         label_folds=2,
         split_kind="leave-one-out",

@@ -33,13 +33,16 @@ def test_a_new_item_leaves_everyone_elses_ranking_as_it_was(rec):
         before, _ = rec.recommend_user(user, 10)
         after, _ = grown.recommend_user(user, 10, keep_out)
         # A scorer's rank is over the whole catalogue: where a new item outscores an old one under
-        # a text scorer, that item's rank feature moves by one and its score may move a little;
-        # two neighbours can swap. Nothing else about the old items changes.
+        # a text scorer (the dense one or the word match), that item's rank feature moves by one or
+        # two (the new items copy old texts) and its score may move a little; neighbours can swap.
+        # Nothing else about the old items changes.
         kept = {r.item_id: r.score for r in after}
         common = [r for r in before if r.item_id in kept]
         assert len(common) >= 9
         a, b = np.array([kept[r.item_id] for r in common]), np.array([r.score for r in common])
-        assert np.isclose(a, b, rtol=1e-5).mean() >= 0.7 and np.abs(a - b).max() < 0.1
+        assert np.abs(a - b).max() < 0.2  # measured: up to 0.13 on a scale where the top item is 2
+        place = np.argsort(np.argsort(-a, kind="stable"), kind="stable")  # b is in descending order
+        assert np.abs(place - np.arange(len(b))).max() <= 2
 
 
 def test_a_new_item_has_its_texts_embedding_and_no_interactions(rec):
@@ -52,6 +55,14 @@ def test_a_new_item_has_its_texts_embedding_and_no_interactions(rec):
     assert scores.shape[1] == rec.data.n_items  # the CF scorers never saw it; candidates pad -inf
     twins = similar_items(grown, "I000007", 3, by="text")
     assert twins[0].item_id == "NEW-I000007"
+
+
+def test_a_new_item_is_matched_by_its_words_at_once(rec):
+    grown = upsert_items(rec, _new_items(rec, 7))
+    scores = grown.scorers["lexical"].score(np.arange(6))
+    assert scores.shape[1] == rec.data.n_items + 1
+    np.testing.assert_allclose(scores[:, -1], scores[:, 7], atol=1e-6)  # the same text, the same words
+    np.testing.assert_allclose(scores[:, :-1], rec.scorers["lexical"].score(np.arange(6)), atol=1e-6)
 
 
 def test_new_items_are_placed_among_the_fitted_ones_by_listing_date(rec):

@@ -145,6 +145,7 @@ class Ranker:
         missing = [c for c in ("user", "label", *self.features) if c not in frame.columns]
         if missing:
             raise ConfigError(f"ranker training frame lacks columns {missing}")
+        labelled = frame["user"].n_unique()
         useful = frame.group_by("user").agg(pl.col("label").max().alias("has")).filter(pl.col("has") > 0)
         frame = frame.join(useful.select("user"), on="user", how="semi").sort("user")
         users = frame["user"].unique().sort().to_numpy()
@@ -191,6 +192,13 @@ class Ranker:
             ]
             mean = np.mean(held_scores, axis=0)
             self.info["holdout_ndcg@10_ensemble"] = ndcg_at(mean, y[in_holdout], held_groups, 10)
+        # The holdout counts only users whose target is among their candidates, so a candidate set
+        # that finds more (hard) targets lowers it. Per labelled user, a user without the target
+        # among the candidates scores 0: the holdout's figure times the share that have it, which
+        # compares across candidate sets.
+        self.info["useful_share"] = len(users) / max(labelled, 1)
+        final = self.info.get("holdout_ndcg@10_ensemble", self.info["holdout_ndcg@10"])
+        self.info["holdout_ndcg@10_every_user"] = float(final) * self.info["useful_share"]
         if full is not None:
             self.info["refit_users"] = len(users)
         return self

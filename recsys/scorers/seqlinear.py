@@ -6,13 +6,19 @@ it, the k-th newest weighted ``decay**(k-1)`` (at most ``n_recent``), and its *t
 (and, with ``n_next`` > 1, the items after it, weighted ``next_decay**j``). With S the profiles, T
 the targets and X the binary user × item matrix, the item × item weights are
 
-    B = argmin  α‖T − SB‖² + (1 − α)‖X − XB‖² + λ‖B‖²
-      = (αSᵀS + (1 − α)XᵀX + λI)⁻¹ (αSᵀT + (1 − α)XᵀX),
+    B = argmin  α‖T − SB‖² + (1 − α)‖X − XB‖² + λ‖B − βW‖²
+      = (αSᵀS + (1 − α)XᵀX + λI)⁻¹ (αSᵀT + (1 − α)XᵀX + λβW),
 
-one dense n_items × n_items solve. α = 1 is a pure transition model: unlike counts of item → next
-item (co-visitation), the regression explains a target by all recent items at once, so an item
-that follows everything (a popular one) does not get the credit a specific predecessor earns. A
-user's scores are their own profile (same weights, their newest items) times B.
+one dense n_items × n_items solve. W is the text prior (``text_prior`` = β > 0): the cosine between
+the items' TF-IDF word vectors (``recsys.scorers.lexical``), zero on the diagonal. The ridge term
+then pulls B toward "items described alike follow each other" instead of toward zero: where the
+interactions say much (popular pairs) they decide, where they say little (the long tail, items
+with a handful of events) the words do. With β = 0 the model is collaborative alone.
+
+α = 1 is a pure transition model: unlike counts of item → next item (co-visitation), the
+regression explains a target by all recent items at once, so an item that follows everything (a
+popular one) does not get the credit a specific predecessor earns. A user's scores are their own
+profile (same weights, their newest items) times B.
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ class SeqLinearConfig:
     # diag(B) = 0 (as EASE): an item may not predict itself, so the consistency term cannot be met
     # by copying the profile.
     zero_diagonal: bool = True
+    # β: the weight of the text prior W in the ridge term (0: none). Validation NDCG@10 0.0931 at 0,
+    # 0.1018 / 0.1059 / 0.1070 / 0.1060 / 0.0996 at 0.01 / 0.02 / 0.03 / 0.04 / 0.1 (Recall@10 0.1349
+    # → 0.1588 at 0.03; benchmarks/RESULTS.md, issue 4).
+    text_prior: float = 0.0
     max_items: int = 30_000  # the dense solve needs n_items² floats
 
     def __post_init__(self) -> None:
@@ -54,6 +64,8 @@ class SeqLinearConfig:
             raise ConfigError("seqlinear: decay and next_decay must be in (0, 1]")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError("seqlinear: alpha must be in [0, 1]")
+        if self.text_prior < 0:
+            raise ConfigError("seqlinear: text_prior must be 0 (none) or positive")
 
 
 def profiles_and_targets(data: TrainData, cfg: SeqLinearConfig) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -84,6 +96,16 @@ def profiles_and_targets(data: TrainData, cfg: SeqLinearConfig) -> tuple[sp.csr_
     return s, t
 
 
+def text_similarity(data: TrainData) -> np.ndarray:
+    """(n_items, n_items) cosine of the items' TF-IDF word vectors, zero on the diagonal."""
+    from recsys.scorers.lexical import LexicalScorer
+
+    words = LexicalScorer().fit(data).vectors
+    similarity = (words @ words.T).toarray().astype(np.float64)
+    np.fill_diagonal(similarity, 0.0)
+    return similarity
+
+
 class SeqLinearScorer(Scorer):
     name = "seqlinear"
 
@@ -107,6 +129,8 @@ class SeqLinearScorer(Scorer):
             lhs += (1.0 - cfg.alpha) * xtx
             rhs += (1.0 - cfg.alpha) * xtx
         lhs[np.diag_indices_from(lhs)] += cfg.l2
+        if cfg.text_prior > 0:
+            rhs += cfg.l2 * cfg.text_prior * text_similarity(data)
         if cfg.zero_diagonal:
             # Lagrange multipliers γ for diag(B) = 0: B = P(R − diag(γ)), γ_i = (PR)_ii / P_ii.
             p = np.linalg.inv(lhs)

@@ -48,6 +48,23 @@ def test_refit_learns_every_user_for_the_chosen_rounds():
         assert np.corrcoef(scores, test["a"].to_numpy())[0, 1] > 0.6
 
 
+def test_the_holdout_per_labelled_user_counts_missed_targets_as_zero():
+    """Users without the target among their candidates are dropped from learning; the figure per
+    labelled user scales the holdout by the share that have it, so a candidate set that misses
+    more targets cannot look better for it."""
+    frame = _frame(300, 0)
+    missed = frame.filter(pl.col("user") < 100).with_columns(pl.col("user") + 1000, label=pl.lit(0, pl.Int8))
+    config = RankerConfig(max_rounds=40, min_data_in_leaf=5, early_stopping_rounds=20, threads=1)
+    full = Ranker(config, ["a", "b"]).fit(frame)
+    more = Ranker(config, ["a", "b"]).fit(pl.concat([frame, missed]))
+    assert full.info["useful_share"] == 1.0 and more.info["useful_share"] == 0.75
+    assert full.info["holdout_ndcg@10_every_user"] == full.info["holdout_ndcg@10_ensemble"]
+    assert more.info["holdout_ndcg@10_ensemble"] == pytest.approx(full.info["holdout_ndcg@10_ensemble"])
+    assert more.info["holdout_ndcg@10_every_user"] == pytest.approx(
+        0.75 * more.info["holdout_ndcg@10_ensemble"]
+    )
+
+
 def test_excluded_features_leave_the_model(synthetic, hybrid_config):
     config = dataclasses.replace(
         hybrid_config, ranker={**hybrid_config.ranker, "exclude_features": ["sim_mean", "factor_sim_last"]}

@@ -7,7 +7,7 @@ import pytest
 
 from recsys.errors import ConfigError
 from recsys.scorers import build_scorer
-from recsys.scorers.seqlinear import SeqLinearConfig, profiles_and_targets
+from recsys.scorers.seqlinear import SeqLinearConfig, profiles_and_targets, text_similarity
 from tests.conftest import hand_data
 
 
@@ -77,6 +77,37 @@ def test_one_item_profiles_give_smoothed_next_item_rates():
         assert set(np.argsort(-scores)[:2]) == {row[k + 1], row[9]}
 
 
+def test_text_prior_solves_the_normal_equations_with_the_word_similarity():
+    rng = np.random.default_rng(4)
+    words = ["red", "blue", "filament", "glove", "caliper", "drill", "bit", "box"]
+    titles = [" ".join(rng.choice(words, size=3, replace=False)) for _ in range(12)]
+    data = hand_data(
+        [list(rng.choice(12, size=rng.integers(2, 6), replace=False)) for _ in range(40)], 12, titles=titles
+    )
+    opts = {"l2": 3.0, "alpha": 0.4, "n_recent": 3, "decay": 0.7, "zero_diagonal": False, "text_prior": 0.5}
+    b = build_scorer("seqlinear", opts).fit(data).weights
+    w = text_similarity(data)
+    assert np.all(np.diag(w) == 0) and w.max() > 0.3
+    lexical = build_scorer("lexical", {"n_recent": 1}).fit(data)
+    np.testing.assert_allclose(w[5, 7], lexical.score_histories([np.array([5])])[0, 7], atol=1e-6)
+    s, t = (m.toarray() for m in profiles_and_targets(data, SeqLinearConfig(**opts)))
+    x = data.matrix.toarray().astype(np.float64)
+    lhs = 0.4 * s.T @ s + 0.6 * x.T @ x + 3.0 * np.eye(12)
+    rhs = 0.4 * s.T @ t + 0.6 * x.T @ x + 3.0 * 0.5 * w
+    np.testing.assert_allclose(lhs @ b, rhs, atol=1e-4)
+
+
+def test_text_prior_scores_items_without_interactions_by_their_words():
+    # Items 3 and 4 were never bought; item 3 shares its words with item 0, item 4 with nothing.
+    titles = ["acme red filament spool", "bench vise", "hex key set", "acme blue filament spool", "tea cup"]
+    data = hand_data([[0, 1], [1, 2], [2, 0], [0, 2]] * 5, 5, titles=titles)
+    plain = build_scorer("seqlinear", {"l2": 10.0}).fit(data)
+    primed = build_scorer("seqlinear", {"l2": 10.0, "text_prior": 0.5}).fit(data)
+    h = [np.array([1, 0])]
+    assert plain.score_histories(h)[0, 3] == 0.0
+    assert primed.score_histories(h)[0, 3] > 0.1 > abs(primed.score_histories(h)[0, 4])
+
+
 def test_history_scores_use_only_the_newest_items():
     rng = np.random.default_rng(3)
     data = hand_data([list(rng.choice(15, size=rng.integers(2, 9), replace=False)) for _ in range(80)], 15)
@@ -97,6 +128,7 @@ def test_history_scores_use_only_the_newest_items():
         ({"n_recent": 0}, "n_recent"),
         ({"decay": 1.5}, "decay"),
         ({"alpha": -0.1}, "alpha"),
+        ({"text_prior": -0.01}, "text_prior"),
     ],
 )
 def test_bad_config_refused(options, match):
