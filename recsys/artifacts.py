@@ -43,6 +43,10 @@ from recsys.scorers.text import TextScorer, resolve_checkpoint
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+# Scorer options whose default changed, with the value artifacts written before had: saving writes
+# each explicitly, loading fills the old value where an artifact lacks it, so refitting an old
+# artifact's scorers (``recsys evaluate --models hybrid``) learns what it learned.
+CHANGED_DEFAULTS: dict[str, dict[str, Any]] = {"seqlinear": {"text_prior": 0.0}}
 
 
 def _versions() -> dict[str, str]:
@@ -73,6 +77,8 @@ def save_recommender(rec: Recommender, folder: str | Path, *, report: dict[str, 
             with (tmp / "scorers" / f"{name}.npz").open("wb") as fh:
                 np.savez(fh, **scorer.get_state())  # type: ignore[arg-type]
             spec = dict(rec.config.scorers[name])
+            for option in CHANGED_DEFAULTS.get(spec["model"], {}):
+                spec.setdefault(option, getattr(scorer.config, option))
             checkpoint = spec.get("checkpoint")
             if checkpoint and Path(checkpoint).is_file():  # a single-file model (sasrec)
                 (tmp / "models").mkdir(exist_ok=True)
@@ -173,6 +179,7 @@ def load_recommender(folder: str | Path) -> Recommender:
         name: {**spec, "checkpoint": str(folder / spec["checkpoint"])} if spec.get("checkpoint") else spec
         for name, spec in raw["scorers"].items()
     }
+    specs = {name: {**CHANGED_DEFAULTS.get(spec["model"], {}), **spec} for name, spec in specs.items()}
     # An artifact written before ``count_features`` existed has a ranker that learned raw counts.
     config = RecommenderConfig(**{"count_features": "raw", **raw, "scorers": specs})
     scorers = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -204,6 +205,26 @@ def test_artifact_from_before_count_features_reads_raw_counts(trained, tmp_path)
     loaded = load_recommender(folder)
     assert loaded.config.count_features == "raw" and loaded.side.count_scale == 1.0
     assert rec.side.count_scale == pytest.approx(10_000 / len(rec.data.seq_items))
+
+
+def test_a_changed_scorer_default_keeps_an_old_artifacts_meaning(synthetic, config, tmp_path):
+    """seqlinear's text prior became a default: a new artifact names it; one written before gets
+    the old value (no prior), so refitting its scorers learns what they learned."""
+    from recsys.rank.training import train_recommender
+
+    with_seq = dataclasses.replace(
+        config, scorers={**config.scorers, "seqlinear": {"model": "seqlinear"}}, label_folds=1
+    )
+    rec, _ = train_recommender(synthetic, with_seq)
+    folder = save_recommender(rec, tmp_path / "new")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["config"]["scorers"]["seqlinear"]["text_prior"] == 0.03
+    assert load_recommender(folder).scorers["seqlinear"].config.text_prior == 0.03
+    del manifest["config"]["scorers"]["seqlinear"]["text_prior"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    old = load_recommender(folder)
+    assert old.config.scorers["seqlinear"]["text_prior"] == 0.0
+    np.testing.assert_array_equal(old.scorers["seqlinear"].weights, rec.scorers["seqlinear"].weights)
 
 
 def test_partial_or_mismatched_artifact_is_refused(trained, tmp_path):

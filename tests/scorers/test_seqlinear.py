@@ -101,7 +101,7 @@ def test_text_prior_scores_items_without_interactions_by_their_words():
     # Items 3 and 4 were never bought; item 3 shares its words with item 0, item 4 with nothing.
     titles = ["acme red filament spool", "bench vise", "hex key set", "acme blue filament spool", "tea cup"]
     data = hand_data([[0, 1], [1, 2], [2, 0], [0, 2]] * 5, 5, titles=titles)
-    plain = build_scorer("seqlinear", {"l2": 10.0}).fit(data)
+    plain = build_scorer("seqlinear", {"l2": 10.0, "text_prior": 0.0}).fit(data)
     primed = build_scorer("seqlinear", {"l2": 10.0, "text_prior": 0.5}).fit(data)
     h = [np.array([1, 0])]
     assert plain.score_histories(h)[0, 3] == 0.0
