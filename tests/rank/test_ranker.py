@@ -159,7 +159,9 @@ def _two_signals(n_users: int, seed: int) -> pl.DataFrame:
 
 def test_later_gain_teaches_the_next_event_and_the_holdout_counts_the_target():
     frame = _two_signals(300, 0)
-    config = RankerConfig(max_rounds=60, min_data_in_leaf=5, early_stopping_rounds=60, threads=1, ensemble=1)
+    config = RankerConfig(
+        max_rounds=60, min_data_in_leaf=5, early_stopping_rounds=60, threads=1, ensemble=1, later_gain=0.0
+    )
     plain = Ranker(config, ["a", "b"]).fit(frame)
     graded = Ranker(dataclasses.replace(config, later_gain=0.5), ["a", "b"]).fit(frame)
     test = _two_signals(100, 1)
@@ -173,8 +175,15 @@ def test_later_gain_teaches_the_next_event_and_the_holdout_counts_the_target():
     assert ndcg_at(plain.predict(test), y, groups, 10) >= ndcg_at(graded.predict(test), y, groups, 10) - 0.05
     with pytest.raises(ConfigError, match="later_gain must be in"):
         RankerConfig(later_gain=1.5)
-    with pytest.raises(ConfigError, match="needs the frame's later column"):
-        Ranker(dataclasses.replace(config, later_gain=0.5), ["a", "b"]).fit(frame.drop("later"))
+    # A frame without the later column has no later events: the targets alone, as plain learns.
+    # So does the pointwise objective, whatever the gain.
+    alone = Ranker(dataclasses.replace(config, later_gain=0.5), ["a", "b"]).fit(frame.drop("later"))
+    np.testing.assert_allclose(alone.predict(test), plain.predict(test), rtol=1e-6)
+    binary = dataclasses.replace(config, objective="binary")
+    np.testing.assert_allclose(
+        Ranker(binary, ["a", "b"]).fit(frame).predict(test),
+        Ranker(dataclasses.replace(binary, later_gain=0.0), ["a", "b"]).fit(frame).predict(test),
+    )
 
 
 def test_fold_weights_choose_which_folds_teach():
