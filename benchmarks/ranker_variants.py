@@ -40,7 +40,7 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `no-listed`: without when the items went on sale (`item_listed`, `item_listed_gap`,
   `popularity_era`); `no-era`: without `popularity_era` alone;
 - `later03`, `later05`: LambdaRank also learns from each user's event after the target (a label
-  fold's next event, gain 0.3 or 0.5 against the target's 1; `ranker.later_gain`);
+  fold's next event, gain 0.3 or 0.5 against the target's 1; `ranker.later_gain`, 0.5 the default);
 - `fold1-half`: the second label fold's queries weigh half as much as the first's
   (`ranker.fold_weights = [1.0, 0.5]`);
 - `sknn`, `sknn-features`: session-based nearest neighbours as one more scorer, with its 100 best
@@ -50,7 +50,9 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
   `lexical-last`: the word match to the user's last item alone as one more scorer (features only);
 - `seqprior`: the sequential linear scorer with its text prior (`text_prior = 0.03`: the ridge term
   pulls its item × item weights toward the items' word similarity); `seqprior-extra`: that model
-  beside the plain one, as one more scorer and 100-deep candidate source;
+  beside the plain one, as one more scorer and 100-deep candidate source; `no-seqprior`: the
+  sequential linear scorer without it (`text_prior = 0`, the default before);
+- `later0`: the user's next event left a negative (`later_gain = 0`, the default before);
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
   test split (`<work>/test/encoder_holdout`), instead of on every event before each label.
@@ -146,6 +148,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lexical-features": {"scorers": {"lexical": {"model": "lexical"}}},
     "lexical-last": {"scorers": {"lexical_last": {"model": "lexical", "n_recent": 1}}},
     "seqprior": {"scorers": {"seqlinear": {"text_prior": 0.03}}},
+    "no-seqprior": {"scorers": {"seqlinear": {"text_prior": 0.0}}},
+    "later0": {"ranker": {"later_gain": 0.0}},
     "seqprior-extra": {
         "scorers": {"seqtext": {"model": "seqlinear", "text_prior": 0.03}},
         "candidates": {"seqtext": 100},

@@ -87,10 +87,16 @@ config file (--config, TOML), every section and key optional:
   cooccurrence_weight = 1.0
   [recommender.scorers.sknn]     # e.g. session-based neighbours as one more scorer (candidates: sknn = 100)
   model = "sknn"
+  [recommender.scorers.seqlinear]
+  model = "seqlinear"
+  text_prior = 0.03              # pull its item x item weights toward the items' word similarity (0: off)
+  [recommender.scorers.lexical]  # TF-IDF word match to the recent items as one more scorer
+  model = "lexical"
   [ranker]
   num_leaves = 31
   learning_rate = 0.05
   ensemble = 3                   # LambdaRank models of different seeds, scores averaged
+  later_gain = 0.5               # the user's next event after a fold's label: a weaker positive (0: none)
   exclude_features = ["factor_sim_last"]  # ablation: leave features out of the model
   [sasrec]
   enabled = true                 # the sequential model (a causal transformer over item ids and text)
