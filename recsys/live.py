@@ -3,8 +3,8 @@
 A new item is embedded by every text scorer's own encoder (the lexical scorer: its words, with the
 fitted weights) when it arrives and joins the catalogue at the end (new rows); the collaborative
 scorers never saw it, so they score it ``-inf`` (the scorer contract for an unknown item) and the
-ranker reads their features as missing. It is a
-candidate of the text sources at once, and of everything else after the next training run.
+ranker reads their features as missing. It is a candidate of the text sources at once, and of
+everything else after the next training run.
 A changed item (a known id) gets its new text embedded and its category and brand updated in place.
 A withdrawn item stays in the vocabulary (histories still name it) but is never recommended.
 
