@@ -55,9 +55,10 @@ class RankerConfig:
     # The gain, against the target's 1, of each user's event after the target (the frame's
     # ``later`` column: a label fold's next event; a frame without it has none) when LambdaRank
     # learns; 0 leaves it a negative, as the pointwise objective always does. The holdout, and so
-    # the round kept, still counts the target alone. 0.5 raised the holdout NDCG@10 over three
-    # sets of checkpoints and features (+0.0024 and +0.0005 within the candidates, +0.0018 per
-    # labelled user with seqlinear's text prior; test +0.0007, −0.0001, +0.0006: benchmarks/RESULTS.md).
+    # the round kept, still counts the target alone. 0.5 against 0 over five sets of checkpoints
+    # and features: holdout NDCG@10 +0.0024, +0.0005 (within the candidates), +0.0018, −0.0009,
+    # −0.0002 (per labelled user); test +0.0007, −0.0001, +0.0006, 0.0000, +0.0003: level, within
+    # the noise (benchmarks/RESULTS.md).
     later_gain: float = 0.5
     # A weight per label fold (fold 0 first) on its queries' gradients when LambdaRank learns;
     # empty: every fold weighs 1. The holdout is scored unweighted.
