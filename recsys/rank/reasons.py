@@ -6,7 +6,7 @@ candidate (one batched predict over items × families, a fraction of a milliseco
 about 1.5 ms per item on the trained ranker). The families that lifted the item the most, in that
 order, become sentences that name real items of the user's history, its category or brand:
 
-- text similarity (dense or word match) → "similar to <title> you viewed" (the recent item closest in text);
+- text similarity, dense or word match → "similar to <title> you viewed" (the closest recent item);
 - co-visitation → "often bought after <title>" (the recent item that leads to it most often);
 - collaborative filtering → "liked by shoppers with histories like yours";
 - popularity → "popular in <category>";
@@ -25,6 +25,14 @@ if TYPE_CHECKING:
     from recsys.recommender import Recommender
 
 MAX_REASONS = 2
+# The reason family of each scorer model's features; any other model's are collaborative ("cf").
+MODEL_FAMILY = {
+    "text": "similar",
+    "encoder": "similar",
+    "lexical": "similar",
+    "covisit": "after",
+    "popularity": "popular",
+}
 
 
 def family(feature: str, scorer_models: dict[str, str]) -> str:
@@ -39,13 +47,7 @@ def family(feature: str, scorer_models: dict[str, str]) -> str:
         return feature
     for name, model in scorer_models.items():
         if feature.startswith(f"{name}_") or feature == f"from_{name}":
-            return {
-                "text": "similar",
-                "encoder": "similar",
-                "lexical": "similar",
-                "covisit": "after",
-                "popularity": "popular",
-            }.get(model, "cf")
+            return MODEL_FAMILY.get(model, "cf")
     return "other"
 
 
