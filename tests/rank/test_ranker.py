@@ -139,6 +139,41 @@ def test_an_ensemble_averages_its_members_and_survives_a_round_trip(tmp_path):
         RankerConfig(ensemble=0)
 
 
+def test_cross_fitting_scores_every_user_out_of_fold_and_averages_its_parts(tmp_path):
+    """cv_folds = 4: four models, each stopped on the quarter of the users it did not learn from;
+    the validation figure is NDCG@10 of every user's out-of-fold score (recomputed here from the
+    members and the parts), the prediction the members' mean; saved and loaded as four models."""
+    frame = _frame(200, 0)
+    config = RankerConfig(max_rounds=40, min_data_in_leaf=5, early_stopping_rounds=10, threads=1, cv_folds=4)
+    ranker = Ranker(config, ["a", "b"]).fit(frame)
+    info = ranker.info
+    assert len(ranker.boosters) == 4 and len(info["best_rounds"]) == 4
+    assert info["holdout_users"] == info["train_users"] == 200 and info["useful_share"] == 1.0
+    users = np.arange(200)
+    part = np.random.default_rng(0).permutation(200) % 4
+    x = ranker.matrix(frame)
+    row_part = part[frame["user"].to_numpy()]
+    oof = np.zeros(frame.height)
+    for m, booster in enumerate(ranker.boosters):
+        held = row_part == m
+        oof[held] = booster.predict(x[held], num_iteration=booster.best_iteration)
+    groups = np.bincount(frame["user"].to_numpy(), minlength=len(users))
+    assert info["holdout_ndcg@10"] == pytest.approx(ndcg_at(oof, frame["label"].to_numpy(), groups, 10))
+    assert info["holdout_ndcg@10_every_user"] == info["holdout_ndcg@10"]
+    assert info["holdout_ndcg@10"] > 0.6  # the label follows a: far above chance (about 0.3)
+    test = _frame(100, 1)
+    members = [b.predict(ranker.matrix(test), num_iteration=b.best_iteration) for b in ranker.boosters]
+    np.testing.assert_allclose(ranker.predict(test), np.mean(members, axis=0))
+    meta = ranker.save(tmp_path)
+    assert len(list(tmp_path.glob("ranker*.txt"))) == 4
+    np.testing.assert_allclose(Ranker.load(tmp_path, meta).predict(test), ranker.predict(test))
+    for bad in (1, -2):
+        with pytest.raises(ConfigError, match="cv_folds"):
+            RankerConfig(cv_folds=bad)
+    with pytest.raises(ConfigError, match="cv_folds = 6 needs 12 or more users"):
+        Ranker(dataclasses.replace(config, cv_folds=6), ["a", "b"]).fit(_frame(11, 2))
+
+
 def _two_signals(n_users: int, seed: int) -> pl.DataFrame:
     """Queries of 20 items: the target is the best by ``a``, the later event (another item) the best by
     ``b``; queries alternate between fold 0 and fold 1."""

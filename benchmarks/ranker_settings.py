@@ -1,0 +1,165 @@
+"""Ranker settings over labelled candidates and test candidates built once and kept on disk.
+
+    .venv/bin/python benchmarks/ranker_settings.py --work artifacts/scientific.work \
+        '{}' '{"cv_folds": 5}' '{"cv_folds": 5, "num_leaves": 63}'
+
+Each argument is a JSON object of ranker options (`RankerConfig`, as under `[ranker]` in a
+`recsys train` config) over `recsys train`'s defaults. The first run builds, from the encoder and
+SASRec checkpoints a `recsys train` left in `--work`, the label folds' candidates and features
+(as `recsys train` does) and the test split's (every scorer fitted on the test split's training
+data), and keeps them under `<work>/frames/<variant>/` (`--variant`: a scorer variant of
+`ranker_variants.py`, default `defaults`); later runs read them, so a setting costs only LightGBM's
+time.
+
+Per setting: the validation figures (holdout NDCG@10 per labelled user: out of fold over every
+user with `cv_folds`, else the 15% holdout's) and the test split's Recall@10, NDCG@10, Recall@50,
+NDCG@50 over all its users, full ranking (a target outside the candidates is a miss at 10 and
+50, as in the hybrid, whose other items rank below every candidate), with the NDCG@10 gain over
+the first setting and its paired bootstrap 95% interval. Writes
+benchmarks/results/ranker_settings.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS
+
+import numpy as np
+import polars as pl
+from _machine import machine
+from ranker_variants import _configs, _train_missing, _variant
+
+from pipelines.train import TrainJob, test_recommender
+from recsys.atomic import atomic_writer
+from recsys.config import make_config
+from recsys.data import load_amazon_scientific
+from recsys.evaluation.metrics import ranking_metrics
+from recsys.evaluation.report import write_json
+from recsys.rank.ranker import Ranker, RankerConfig
+from recsys.rank.training import ranker_frames, train_ranker
+
+KS = (10, 50)
+METRICS = ("recall@10", "ndcg@10", "recall@50", "ndcg@50")
+
+
+def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(path) as fh:
+        frame.write_parquet(fh)
+
+
+def build_frames(dataset: Any, job: TrainJob, work: Path, variant: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The label folds' frame (as ``ranker_frames``) and the test split's candidates with their
+    features, ``user`` (the test user's row) and ``label`` (1 on the test target); read from
+    ``<work>/frames/<variant>`` when there."""
+    folder = work / "frames" / variant
+    labels_path, test_path = folder / "labels.parquet", folder / "test.parquet"
+    if labels_path.exists() and test_path.exists():
+        return pl.read_parquet(labels_path), pl.read_parquet(test_path)
+    configs = _configs(job, work, "labels", variant)
+    (test_config,) = _configs(job, work, "test", variant)
+    _train_missing(dataset, job, configs, "labels")
+    _train_missing(dataset, job, [test_config], "test")
+    t0 = time.perf_counter()
+    labels, stats, _ = ranker_frames(dataset, configs[0], fold_configs=configs)
+    seconds = time.perf_counter() - t0
+    print(f"label frames: {labels.height} rows ({seconds:.0f} s) {json.dumps(stats)}", flush=True)
+    t0 = time.perf_counter()
+    rec, data, split = test_recommender(dataset, test_config, Ranker(RankerConfig(), []))
+    users, items = data.target_pairs(split)
+    truth = pl.DataFrame({"user": users.astype(np.int64), "item": items.astype(np.int64), "label": 1})
+    parts = []
+    for s in range(0, len(users), test_config.chunk_size):
+        part = users[s : s + test_config.chunk_size]
+        _, frame = rec.features([data.history(int(u)) for u in part], part)
+        parts.append(frame.with_columns(user=pl.Series(part[frame["row"].to_numpy()].astype(np.int64))))
+    test = (
+        pl.concat(parts)
+        .with_columns(pl.col("item").cast(pl.Int64))
+        .join(truth, on=["user", "item"], how="left")
+        .with_columns(pl.col("label").fill_null(0).cast(pl.Int8))
+    )
+    print(f"test frame: {test.height} rows ({time.perf_counter() - t0:.0f} s)", flush=True)
+    _write_parquet(labels, labels_path)
+    _write_parquet(test, test_path)
+    return labels, test
+
+
+def test_metrics(test: pl.DataFrame, scores: np.ndarray, n_users: int) -> dict[str, np.ndarray]:
+    """Per-user metrics of every test user from the candidates' scores (a target outside the
+    candidates ranks after them all)."""
+    ranked = (
+        test.select("user", "label")
+        .with_columns(score=pl.Series(scores))
+        .with_columns(rank=pl.col("score").rank("ordinal", descending=True).over("user") - 1)
+        .filter(pl.col("label") > 0)
+    )
+    rank = np.full(n_users, 10**9, np.int64)
+    users = np.unique(test["user"].to_numpy())
+    where = np.searchsorted(users, ranked["user"].to_numpy())
+    rank[where] = ranked["rank"].to_numpy()
+    return ranking_metrics(rank, np.arange(n_users), n_users, ks=KS)
+
+
+def paired_interval(a: np.ndarray, b: np.ndarray, resamples: int = 2000) -> tuple[float, float]:
+    rng = np.random.default_rng(0)
+    diff = b - a
+    means = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(resamples)])
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("settings", nargs="+", help="JSON objects of ranker options over the defaults")
+    ap.add_argument("--work", type=Path, required=True, help="the <out>.work folder of a recsys train")
+    ap.add_argument("--variant", type=_variant, default="defaults", help="scorer variant")
+    ap.add_argument("--data-dir", type=Path, default=Path("../shared/data/amazon-scientific"))
+    ap.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "ranker_settings.json")
+    args = ap.parse_args()
+    settings = [json.loads(s) for s in args.settings]
+    dataset = load_amazon_scientific(args.data_dir)
+    job = TrainJob.from_config({}, args.work)
+    labels, test = build_frames(dataset, job, args.work, args.variant)
+    base_config = _configs(job, args.work, "labels", args.variant)[0]
+    n_users = test["user"].n_unique()
+    results, first = {}, None
+    for options in settings:
+        t0 = time.perf_counter()
+        config = dataclasses.replace(base_config, ranker={**base_config.ranker, **options})
+        make_config(RankerConfig, None, config.ranker)  # a bad option fails before any training
+        ranker, report = train_ranker(dataset, config, frames=(labels, {}, {}))
+        per_user = test_metrics(test, ranker.predict(test), n_users)
+        info = report["ranker"]
+        row: dict[str, Any] = {
+            "validation": {
+                "holdout_ndcg@10_every_user": round(info["holdout_ndcg@10_every_user"], 4),
+                "best_rounds": info.get("best_rounds", [info["best_round"]]),
+            },
+            "test": {m: round(float(per_user[m].mean()), 4) for m in METRICS},
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        if first is None:
+            first = per_user["ndcg@10"]
+        else:
+            lo, hi = paired_interval(first, per_user["ndcg@10"])
+            gain = float(per_user["ndcg@10"].mean() - first.mean())
+            row["test"]["ndcg@10_gain_over_first"] = [round(gain, 4), round(lo, 4), round(hi, 4)]
+        key = json.dumps(options, sort_keys=True)
+        results[key] = row
+        print(key, row, flush=True)
+    command = "python benchmarks/ranker_settings.py " + " ".join(sys.argv[1:])
+    write_json(args.output, {"command": command, "machine": machine(), "results": results})
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
