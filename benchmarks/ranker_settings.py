@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -116,6 +117,42 @@ def paired_interval(a: np.ndarray, b: np.ndarray, resamples: int = 2000) -> tupl
     return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
+def run_setting(
+    dataset: Any,
+    base_config: Any,
+    options: dict[str, Any],
+    labels: pl.DataFrame,
+    test: pl.DataFrame,
+    folder: Path,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One setting's figures and per-user test metrics; kept in ``folder``/settings, so a setting
+    tried before (LightGBM is deterministic here) is read back instead of learned again."""
+    key = json.dumps(options, sort_keys=True)
+    kept = folder / "settings" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}"
+    if kept.with_suffix(".json").exists() and kept.with_suffix(".npz").exists():
+        stored = np.load(kept.with_suffix(".npz"))
+        return json.loads(kept.with_suffix(".json").read_text()), {m: stored[m] for m in stored.files}
+    t0 = time.perf_counter()
+    config = dataclasses.replace(base_config, ranker={**base_config.ranker, **options})
+    make_config(RankerConfig, None, config.ranker)  # a bad option fails before any training
+    ranker, report = train_ranker(dataset, config, frames=(labels, {}, {}))
+    per_user = test_metrics(test, ranker.predict(test), test["user"].n_unique())
+    info = report["ranker"]
+    row: dict[str, Any] = {
+        "validation": {
+            "holdout_ndcg@10_every_user": round(info["holdout_ndcg@10_every_user"], 4),
+            "best_rounds": info.get("best_rounds", [info["best_round"]]),
+        },
+        "test": {m: round(float(per_user[m].mean()), 4) for m in METRICS},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(kept.with_suffix(".npz")) as fh:
+        np.savez(fh, **per_user)  # type: ignore[arg-type]  # numpy types the first keyword as allow_pickle
+    write_json(kept.with_suffix(".json"), row)
+    return row, per_user
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("settings", nargs="+", help="JSON objects of ranker options over the defaults")
@@ -129,30 +166,18 @@ def main() -> int:
     job = TrainJob.from_config({}, args.work)
     labels, test = build_frames(dataset, job, args.work, args.variant)
     base_config = _configs(job, args.work, "labels", args.variant)[0]
-    n_users = test["user"].n_unique()
     results, first = {}, None
     for options in settings:
-        t0 = time.perf_counter()
-        config = dataclasses.replace(base_config, ranker={**base_config.ranker, **options})
-        make_config(RankerConfig, None, config.ranker)  # a bad option fails before any training
-        ranker, report = train_ranker(dataset, config, frames=(labels, {}, {}))
-        per_user = test_metrics(test, ranker.predict(test), n_users)
-        info = report["ranker"]
-        row: dict[str, Any] = {
-            "validation": {
-                "holdout_ndcg@10_every_user": round(info["holdout_ndcg@10_every_user"], 4),
-                "best_rounds": info.get("best_rounds", [info["best_round"]]),
-            },
-            "test": {m: round(float(per_user[m].mean()), 4) for m in METRICS},
-            "seconds": round(time.perf_counter() - t0, 1),
-        }
+        key = json.dumps(options, sort_keys=True)
+        row, per_user = run_setting(
+            dataset, base_config, options, labels, test, args.work / "frames" / args.variant
+        )
         if first is None:
             first = per_user["ndcg@10"]
         else:
             lo, hi = paired_interval(first, per_user["ndcg@10"])
             gain = float(per_user["ndcg@10"].mean() - first.mean())
             row["test"]["ndcg@10_gain_over_first"] = [round(gain, 4), round(lo, 4), round(hi, 4)]
-        key = json.dumps(options, sort_keys=True)
         results[key] = row
         print(key, row, flush=True)
     command = "python benchmarks/ranker_settings.py " + " ".join(sys.argv[1:])

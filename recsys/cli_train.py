@@ -95,7 +95,8 @@ config file (--config, TOML), every section and key optional:
   [ranker]
   num_leaves = 31
   learning_rate = 0.05
-  ensemble = 3                   # LambdaRank models of different seeds, scores averaged
+  cv_folds = 5                   # LambdaRank models, each stopped on the users it did not learn from
+  min_data_in_leaf = 200         # pairs per leaf at least
   later_gain = 0.5               # the user's next event after a fold's label: a weaker positive (0: none)
   exclude_features = ["factor_sim_last"]  # ablation: leave features out of the model
   [sasrec]
@@ -231,7 +232,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(format_table({k: v for k, v in recall.items() if k != "merged"}, depths, first="source"))
     info = report["ranker"]
     line = f"\nranker: holdout NDCG@10 {info['holdout_ndcg@10']:.4f} at round {info['best_round']}"
-    if "holdout_ndcg@10_ensemble" in info:
+    if "cv_folds" in info:
+        line = (
+            f"\nranker: out-of-fold NDCG@10 {info['holdout_ndcg@10']:.4f} over {info['holdout_users']} users"
+            f" ({info['cv_folds']} models, rounds {info['best_rounds']})"
+        )
+    elif "holdout_ndcg@10_ensemble" in info:
         n, ndcg = len(info["best_rounds"]), info["holdout_ndcg@10_ensemble"]
         line += f"; the {n} models averaged {ndcg:.4f}"
     if "holdout_ndcg@10_every_user" in info:

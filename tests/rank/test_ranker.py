@@ -35,7 +35,7 @@ def _frame(n_users: int, seed: int) -> pl.DataFrame:
 
 def test_refit_learns_every_user_for_the_chosen_rounds():
     frame = _frame(300, 0)
-    config = RankerConfig(max_rounds=80, min_data_in_leaf=5, early_stopping_rounds=20, threads=1)
+    config = RankerConfig(max_rounds=80, min_data_in_leaf=5, early_stopping_rounds=20, threads=1, cv_folds=0)
     plain = Ranker(dataclasses.replace(config, smooth_rounds=1, refit_all=False), ["a", "b"]).fit(frame)
     refit = Ranker(dataclasses.replace(config, smooth_rounds=5, refit_all=True), ["a", "b"]).fit(frame)
     assert "refit_users" not in plain.info and plain.info["best_round"] == plain.info["raw_best_round"]
@@ -54,7 +54,7 @@ def test_the_holdout_per_labelled_user_counts_missed_targets_as_zero():
     more targets cannot look better for it."""
     frame = _frame(300, 0)
     missed = frame.filter(pl.col("user") < 100).with_columns(pl.col("user") + 1000, label=pl.lit(0, pl.Int8))
-    config = RankerConfig(max_rounds=40, min_data_in_leaf=5, early_stopping_rounds=20, threads=1)
+    config = RankerConfig(max_rounds=40, min_data_in_leaf=5, early_stopping_rounds=20, threads=1, cv_folds=0)
     full = Ranker(config, ["a", "b"]).fit(frame)
     more = Ranker(config, ["a", "b"]).fit(pl.concat([frame, missed]))
     assert full.info["useful_share"] == 1.0 and more.info["useful_share"] == 0.75
@@ -90,7 +90,9 @@ def test_ndcg_at_by_hand():
 
 @pytest.mark.parametrize("objective", ["rank_xendcg", "binary"])
 def test_other_objectives_learn_the_order(objective):
-    config = RankerConfig(objective=objective, max_rounds=60, min_data_in_leaf=5, threads=1, ensemble=1)
+    config = RankerConfig(
+        objective=objective, max_rounds=60, min_data_in_leaf=5, threads=1, cv_folds=0, ensemble=1
+    )
     ranker = Ranker(config, ["a", "b"]).fit(_frame(300, 0))
     test = _frame(100, 1)
     assert np.corrcoef(ranker.predict(test), test["a"].to_numpy())[0, 1] > 0.6
@@ -100,7 +102,9 @@ def test_other_objectives_learn_the_order(objective):
 
 def test_an_ensemble_averages_its_members_and_survives_a_round_trip(tmp_path):
     frame = _frame(300, 0)
-    config = RankerConfig(max_rounds=60, min_data_in_leaf=5, early_stopping_rounds=20, threads=1, ensemble=3)
+    config = RankerConfig(
+        max_rounds=60, min_data_in_leaf=5, early_stopping_rounds=20, threads=1, cv_folds=0, ensemble=3
+    )
     ranker = Ranker(config, ["a", "b"]).fit(frame)
     assert len(ranker.boosters) == 3 and len(ranker.info["best_rounds"]) == 3
     assert 0.0 < ranker.info["holdout_ndcg@10_ensemble"] <= 1.0
@@ -132,6 +136,10 @@ def test_an_ensemble_averages_its_members_and_survives_a_round_trip(tmp_path):
     np.testing.assert_allclose(
         Ranker.load(single, old_meta).predict(test), first.predict(x, num_iteration=first.best_iteration)
     )
+    # An artifact from before cross-fitting: its config names no cv_folds, and it is the
+    # holdout ensemble it was, whatever the default.
+    before_cv = {**meta, "config": {k: v for k, v in meta["config"].items() if k != "cv_folds"}}
+    np.testing.assert_allclose(Ranker.load(tmp_path, before_cv).predict(test), ranker.predict(test))
     (tmp_path / "ranker-2.txt").unlink()
     with pytest.raises(ArtifactError, match=r"no ranker-2\.txt"):
         Ranker.load(tmp_path, meta)
@@ -195,7 +203,13 @@ def _two_signals(n_users: int, seed: int) -> pl.DataFrame:
 def test_later_gain_teaches_the_next_event_and_the_holdout_counts_the_target():
     frame = _two_signals(300, 0)
     config = RankerConfig(
-        max_rounds=60, min_data_in_leaf=5, early_stopping_rounds=60, threads=1, ensemble=1, later_gain=0.0
+        max_rounds=60,
+        min_data_in_leaf=5,
+        early_stopping_rounds=60,
+        threads=1,
+        cv_folds=0,
+        ensemble=1,
+        later_gain=0.0,
     )
     plain = Ranker(config, ["a", "b"]).fit(frame)
     graded = Ranker(dataclasses.replace(config, later_gain=0.5), ["a", "b"]).fit(frame)
@@ -235,7 +249,9 @@ def test_fold_weights_choose_which_folds_teach():
         .drop("signal", "pos", "at")
         .sort("user")
     )
-    config = RankerConfig(max_rounds=40, min_data_in_leaf=5, early_stopping_rounds=40, threads=1, ensemble=1)
+    config = RankerConfig(
+        max_rounds=40, min_data_in_leaf=5, early_stopping_rounds=40, threads=1, cv_folds=0, ensemble=1
+    )
     test = _frame(100, 3)
     a = test["a"].to_numpy()
     first = Ranker(dataclasses.replace(config, fold_weights=(1.0, 0.0)), ["a", "b"]).fit(flipped)
