@@ -27,8 +27,10 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
   (the seed-1 checkpoints as `sasrec-seed1`'s), instead of one model's;
 - `sasrec-shared`: one SASRec for every label fold, trained on the histories before all of them
   (`recsys train` before it trained one per fold), instead of one per fold;
-- `single`, `ensemble5`: one LambdaRank model, or five, instead of the average of three
-  (`ranker.ensemble`);
+- `single`, `ensemble5`: one LambdaRank model, or five, early-stopped on one 15% holdout of the
+  users and relearned on all (`ranker.cv_folds = 0`, `ranker.ensemble`), instead of five cross-fitted;
+- `holdout3`: the previous defaults: three models on one holdout, relearned on all, at least 50
+  pairs per leaf, L2 1 (`cv_folds = 0`, `min_data_in_leaf = 50`, `lambda_l2 = 1`);
 - `binary`: the ranker learns each candidate's log loss (is it the target?) instead of
   LambdaRank's pairwise swaps;
 - `folds3`: three label folds (each user's validation event and the two before it), not two;
@@ -131,8 +133,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "encoder-holdout": {"shared": {"encoder": True}},
     "folds3": {"label_folds": 3},
-    "single": {"ranker": {"ensemble": 1}},
-    "ensemble5": {"ranker": {"ensemble": 5}},
+    "single": {"ranker": {"cv_folds": 0, "ensemble": 1}},
+    "ensemble5": {"ranker": {"cv_folds": 0, "ensemble": 5}},
+    "holdout3": {"ranker": {"cv_folds": 0, "ensemble": 3, "min_data_in_leaf": 50, "lambda_l2": 1.0}},
     "binary": {"ranker": {"objective": "binary"}},
     "seed3": {"ranker": {"seed": 3}},
     "raw-counts": {"recommender": {"count_features": "raw"}},
