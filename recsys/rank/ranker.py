@@ -128,7 +128,7 @@ class _Rows(NamedTuple):
 
 
 class Ranker:
-    """LambdaRank models (``ensemble`` of them, scores averaged) over named feature columns."""
+    """LambdaRank models (``RankerConfig.members`` of them, scores averaged) over named feature columns."""
 
     def __init__(self, config: RankerConfig, features: list[str]) -> None:
         self.config = config
@@ -198,8 +198,9 @@ class Ranker:
 
     def _fit_holdout(self, rows: _Rows, progress: bool) -> None:
         """``ensemble`` models early-stopped on one holdout of users (then refitted on all)."""
-        x, y, y_learn, weight, users, row_users = rows
         import lightgbm as lgb
+
+        x, y, y_learn, weight, users, row_users = rows
 
         rng = np.random.default_rng(self.config.seed)
         held = rng.random(len(users)) < self.config.holdout_users
