@@ -4,19 +4,23 @@
         '{}' '{"cv_folds": 5}' '{"cv_folds": 5, "num_leaves": 63}'
 
 Each argument is a JSON object of ranker options (`RankerConfig`, as under `[ranker]` in a
-`recsys train` config) over `recsys train`'s defaults. The first run builds, from the encoder and
-SASRec checkpoints a `recsys train` left in `--work`, the label folds' candidates and features
-(as `recsys train` does) and the test split's (every scorer fitted on the test split's training
-data), and keeps them under `<work>/frames/<variant>/` (`--variant`: a scorer variant of
-`ranker_variants.py`, default `defaults`); later runs read them, so a setting costs only LightGBM's
-time.
+`recsys train` config) over `recsys train`'s defaults, and optionally `"label_folds": n`: the
+ranker learns from the first n label folds of the frames only (with `--variant folds3`, whose
+frames hold three, 2 against 3 compares over the same checkpoints). The first run builds, from
+the encoder and SASRec checkpoints a `recsys train` left in `--work`, the label folds' candidates
+and features (as `recsys train` does) and the test split's (every scorer fitted on the test
+split's training data), and keeps them under `<work>/frames/<variant>/` (`--variant`: a scorer
+variant of `ranker_variants.py`, default `defaults`); later runs read them, so a setting costs
+only LightGBM's time.
 
 Per setting: the validation figures (holdout NDCG@10 per labelled user: out of fold over every
-user with `cv_folds`, else the 15% holdout's) and the test split's Recall@10, NDCG@10, Recall@50,
-NDCG@50 over all its users, full ranking (a target outside the candidates is a miss at 10 and
-50, as in the hybrid, whose other items rank below every candidate), with the NDCG@10 gain over
-the first setting and its paired bootstrap 95% interval. Writes
-benchmarks/results/ranker_settings.json.
+user with `cv_folds`, else the 15% holdout's; with `cv_folds`, also per label fold, and fold 0's
+gain over the first setting with a paired bootstrap 95% interval over its queries: fold 0, each
+user's validation event, is the one every setting scores and the one nearest the test) and the
+test split's Recall@10, NDCG@10, Recall@50, NDCG@50 over all its users, full ranking (a target
+outside the candidates is a miss at 10 and 50, as in the hybrid, whose other items rank below
+every candidate), with the NDCG@10 gain over the first setting and its paired bootstrap 95%
+interval. Writes benchmarks/results/ranker_settings.json.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ from recsys.rank.ranker import Ranker, RankerConfig
 from recsys.rank.training import ranker_frames, train_ranker
 
 KS = (10, 50)
+# Part of every kept setting's key: results kept before the scheme changed are not read back
+# (2: cross-fitting parts drawn over people, not queries).
+SETTINGS_VERSION = 2
 METRICS = ("recall@10", "ndcg@10", "recall@50", "ndcg@50")
 
 
@@ -127,20 +134,32 @@ def run_setting(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """One setting's figures and per-user test metrics; kept in ``folder``/settings, so a setting
     tried before (LightGBM is deterministic here) is read back instead of learned again."""
-    key = json.dumps(options, sort_keys=True)
+    key = json.dumps({**options, "version": SETTINGS_VERSION}, sort_keys=True)
     kept = folder / "settings" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}"
     if kept.with_suffix(".json").exists() and kept.with_suffix(".npz").exists():
         stored = np.load(kept.with_suffix(".npz"))
         return json.loads(kept.with_suffix(".json").read_text()), {m: stored[m] for m in stored.files}
     t0 = time.perf_counter()
-    config = dataclasses.replace(base_config, ranker={**base_config.ranker, **options})
+    options = dict(options)
+    held = int(labels["fold"].n_unique())  # folds 0 .. held - 1
+    n_folds = int(options.pop("label_folds", held))
+    if not 1 <= n_folds <= held:
+        raise SystemExit(f"label_folds {n_folds}: the frames hold {held} label folds")
+    labels = labels.filter(pl.col("fold") < n_folds)
+    config = dataclasses.replace(base_config, ranker={**base_config.ranker, **options}, label_folds=n_folds)
     make_config(RankerConfig, None, config.ranker)  # a bad option fails before any training
     ranker, report = train_ranker(dataset, config, frames=(labels, {}, {}))
     per_user = test_metrics(test, ranker.predict(test), test["user"].n_unique())
+    if ranker.oof is not None:
+        # Fold 0's labelled queries in order, 0 where the target is not among the candidates.
+        fold0 = labels.filter(pl.col("fold") == 0).select("user").unique().sort("user")
+        oof = fold0.join(ranker.oof, on="user", how="left")["ndcg@10"]
+        per_user["oof_fold0"] = oof.fill_null(0.0).to_numpy()
     info = report["ranker"]
     row: dict[str, Any] = {
         "validation": {
             "holdout_ndcg@10_every_user": round(info["holdout_ndcg@10_every_user"], 4),
+            "by_fold": [round(v, 4) for v in info.get("holdout_ndcg@10_every_user_by_fold", [])],
             "best_rounds": info.get("best_rounds", [info["best_round"]]),
         },
         "test": {m: round(float(per_user[m].mean()), 4) for m in METRICS},
@@ -173,11 +192,17 @@ def main() -> int:
             dataset, base_config, options, labels, test, args.work / "frames" / args.variant
         )
         if first is None:
-            first = per_user["ndcg@10"]
+            first = per_user
         else:
-            lo, hi = paired_interval(first, per_user["ndcg@10"])
-            gain = float(per_user["ndcg@10"].mean() - first.mean())
-            row["test"]["ndcg@10_gain_over_first"] = [round(gain, 4), round(lo, 4), round(hi, 4)]
+            for part, metric in (("test", "ndcg@10"), ("validation", "oof_fold0")):
+                if metric in first and metric in per_user:
+                    lo, hi = paired_interval(first[metric], per_user[metric])
+                    gain = float(per_user[metric].mean() - first[metric].mean())
+                    row[part][f"{metric.replace('oof_', '')}_gain_over_first"] = [
+                        round(gain, 4),
+                        round(lo, 4),
+                        round(hi, 4),
+                    ]
         results[key] = row
         print(key, row, flush=True)
     command = "python benchmarks/ranker_settings.py " + " ".join(sys.argv[1:])

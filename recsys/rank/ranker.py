@@ -125,6 +125,9 @@ class _Rows(NamedTuple):
     weight: np.ndarray | None  # per row (by label fold), or None
     users: np.ndarray  # the users (queries) with a target, sorted
     row_users: np.ndarray  # each row's user
+    # each row's person: the queries one person asks (one per label fold) fall into the same
+    # cross-fitting part; the query itself where the frame has no ``person`` column
+    row_people: np.ndarray
 
 
 class Ranker:
@@ -135,6 +138,10 @@ class Ranker:
         self.features = list(features)
         self.boosters: list[Any] = []
         self.info: dict[str, Any] = {}
+        # After a cross-fitted fit: each query with its target among the candidates (``user``) and
+        # the NDCG@10 of its out-of-fold scores (``ndcg@10``), for paired comparisons of settings.
+        # Not saved with the model.
+        self.oof: pl.DataFrame | None = None
         self.predict_threads: int | None = None  # runtime option: threads per predict (None: LightGBM's)
         # The trees as native code (``compile``), one per booster, used by predict when set.
         self.compiled: list[Any] | None = None
@@ -169,13 +176,17 @@ class Ranker:
 
     def fit(self, frame: pl.DataFrame, *, progress: bool = False) -> Ranker:
         """Train on ``frame`` (columns ``user``, ``label`` and the features), sorted by user.
+        Optional columns: ``person`` (cross-fitting keeps a person's queries in one part),
+        ``fold`` (the label fold: per-fold figures, ``fold_weights``), ``later`` (graded labels).
 
         Users without a positive among their candidates teach LambdaRank nothing and are dropped.
         """
         missing = [c for c in ("user", "label", *self.features) if c not in frame.columns]
         if missing:
             raise ConfigError(f"ranker training frame lacks columns {missing}")
+        self.oof = None
         labelled = frame["user"].n_unique()
+        labelled_frame = frame.select("user", *(["fold"] if "fold" in frame.columns else []))
         useful = frame.group_by("user").agg(pl.col("label").max().alias("has")).filter(pl.col("has") > 0)
         frame = frame.join(useful.select("user"), on="user", how="semi").sort("user")
         users = frame["user"].unique().sort().to_numpy()
@@ -185,8 +196,11 @@ class Ranker:
         x = frame.select(self.features).to_numpy().astype(np.float32)
         y = (frame["label"].to_numpy() > 0).astype(np.int8)
         y_learn, weight = self._learning_labels(frame, y)
-        rows = _Rows(x, y, y_learn, weight, users, frame["user"].to_numpy())
+        people = frame["person" if "person" in frame.columns else "user"].to_numpy()
+        rows = _Rows(x, y, y_learn, weight, users, frame["user"].to_numpy(), people)
         (self._fit_cv if self.config.cv_folds else self._fit_holdout)(rows, progress)
+        if self.oof is not None and "fold" in frame.columns:
+            self._fold_figures(frame, labelled_frame)
         # The holdout counts only users whose target is among their candidates, so a candidate set
         # that finds more (hard) targets lowers it. Per labelled user, a user without the target
         # among the candidates scores 0: the holdout's figure times the share that have it, which
@@ -200,7 +214,7 @@ class Ranker:
         """``ensemble`` models early-stopped on one holdout of users (then refitted on all)."""
         import lightgbm as lgb
 
-        x, y, y_learn, weight, users, row_users = rows
+        x, y, y_learn, weight, users, row_users, _ = rows
 
         rng = np.random.default_rng(self.config.seed)
         held = rng.random(len(users)) < self.config.holdout_users
@@ -244,13 +258,16 @@ class Ranker:
     def _fit_cv(self, rows: _Rows, progress: bool) -> None:
         """``cv_folds`` models, model m learning from every part of the users but part m and
         stopping early on it; the validation figure is NDCG@10 of every user's out-of-fold score."""
-        x, y, y_learn, weight, users, row_users = rows
+        x, y, y_learn, weight, users, row_users, row_people = rows
         k = self.config.cv_folds
-        if len(users) < 2 * k:
+        people, person_of = np.unique(row_people, return_inverse=True)
+        if len(people) < 2 * k:
             need = f"{2 * k} or more users with a target"
-            raise ConfigError(f"ranker.cv_folds = {k} needs {need}, not {len(users)}")
+            raise ConfigError(f"ranker.cv_folds = {k} needs {need}, not {len(people)}")
+        # By person, not by query: a model never learns from a person's other label fold while it
+        # is scored on this one (their histories overlap all but an event).
         rng = np.random.default_rng(self.config.seed)
-        part = (rng.permutation(len(users)) % k)[np.searchsorted(users, row_users)]
+        part = (rng.permutation(len(people)) % k)[person_of]
         oof = np.zeros(len(y), np.float64)
         self.boosters, bests, curves = [], [], []
         for member in range(k):
@@ -266,6 +283,8 @@ class Ranker:
             bests.append(best)
             curves.append(curve)
         groups = np.unique(row_users, return_counts=True)[1]
+        per_query = ndcg_per_query(oof, y, groups, 10)
+        self.oof = pl.DataFrame({"user": users, "ndcg@10": per_query})
         self.info = {
             "cv_folds": k,
             "train_users": len(users),
@@ -275,9 +294,22 @@ class Ranker:
             "best_rounds": bests,
             "raw_best_round": int(np.argmax(curves[0])) + 1,
             # Out of fold: each user scored by the one model that did not learn from them.
-            "holdout_ndcg@10": ndcg_at(oof, y, groups, 10),
+            "holdout_ndcg@10": float(per_query.mean()),
             "holdout_ndcg@10_members": [float(c[b - 1]) for c, b in zip(curves, bests, strict=True)],
         }
+
+    def _fold_figures(self, frame: pl.DataFrame, labelled: pl.DataFrame) -> None:
+        """Out-of-fold NDCG@10 per labelled query (a query without its target among the candidates
+        counts 0) of each label fold, into ``info["holdout_ndcg@10_every_user_by_fold"]``."""
+        assert self.oof is not None
+        queries = labelled.unique("user")
+        sums = (
+            queries.join(self.oof, on="user", how="left")
+            .group_by("fold")
+            .agg(pl.col("ndcg@10").fill_null(0.0).mean())
+            .sort("fold")
+        )
+        self.info["holdout_ndcg@10_every_user_by_fold"] = [float(v) for v in sums["ndcg@10"]]
 
     def _train_member(
         self, member: int, train: Any, valid: Any, progress: bool
@@ -492,6 +524,11 @@ def ndcg_at(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) 
     """Mean NDCG@k over queries (consecutive rows, ``groups`` long each) with binary labels, by the
     evaluation's own metric (``recsys.evaluation.metrics``), ties in score broken by row order; a
     query without a positive counts 1, as in LightGBM."""
+    return float(ndcg_per_query(scores, labels, groups, k).mean()) if len(groups) else 0.0
+
+
+def ndcg_per_query(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
+    """(queries,) NDCG@k of each query of ``ndcg_at`` (1 for a query without a positive)."""
     from recsys.evaluation.metrics import ranking_metrics
 
     n_queries = len(groups)
@@ -501,8 +538,9 @@ def ndcg_at(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) 
     position[order] = np.arange(len(scores)) - np.repeat(np.cumsum(groups) - groups, groups)
     positive = np.asarray(labels) > 0
     answered, user_of = np.unique(query[positive], return_inverse=True)
-    ndcg = ranking_metrics(position[positive], user_of, len(answered), ks=(k,))[f"ndcg@{k}"]
-    return float((ndcg.sum() + (n_queries - len(answered))) / max(n_queries, 1))
+    per_query = np.ones(n_queries, np.float64)
+    per_query[answered] = ranking_metrics(position[positive], user_of, len(answered), ks=(k,))[f"ndcg@{k}"]
+    return per_query
 
 
 def smoothed_best(curve: np.ndarray, window: int) -> int:

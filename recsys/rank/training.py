@@ -153,10 +153,12 @@ def ranker_frames(
         t0 = time.perf_counter()
         later = label_split(dataset, fold - 1, config.split_kind)[1] if fold else None
         frame, stats[f"fold {fold}"] = label_frame(config, scorers, label_data, fold_split, side, later)
-        # A query is one (fold, user): rows of different folds never share a LambdaRank group.
+        # A query is one (fold, user): rows of different folds never share a LambdaRank group;
+        # ``person`` keeps the user, whose folds cross-fitting keeps together.
         frames.append(
             frame.with_columns(
                 pl.col("user").cast(pl.Int64) + fold * (label_data.n_users + 1),
+                person=pl.col("user").cast(pl.Int64),
                 fold=pl.lit(fold, pl.Int8),
             )
         )

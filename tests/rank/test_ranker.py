@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from recsys.errors import ArtifactError, ConfigError
-from recsys.rank.ranker import Ranker, RankerConfig, ndcg_at, smoothed_best
+from recsys.rank.ranker import Ranker, RankerConfig, ndcg_at, ndcg_per_query, smoothed_best
 from recsys.rank.training import train_ranker
 
 
@@ -180,6 +180,37 @@ def test_cross_fitting_scores_every_user_out_of_fold_and_averages_its_parts(tmp_
             RankerConfig(cv_folds=bad)
     with pytest.raises(ConfigError, match="cv_folds = 6 needs 12 or more users"):
         Ranker(dataclasses.replace(config, cv_folds=6), ["a", "b"]).fit(_frame(11, 2))
+
+
+def test_cross_fitting_keeps_a_persons_label_folds_in_one_part():
+    """With a ``person`` column, cross-fitting draws its parts over people: a person's two queries
+    (label folds 0 and 1) are scored by the same model, which learned from neither. The out-of-fold
+    NDCG@10 of each query is kept (``oof``), and each fold's figure counts every labelled query,
+    those without their target among the candidates as 0."""
+    frame = _frame(200, 0).with_columns(
+        person=pl.col("user") % 100, fold=(pl.col("user") // 100).cast(pl.Int8)
+    )
+    # 10 queries of fold 1 with no target among their candidates: labelled, not useful.
+    frame = frame.with_columns(label=pl.when(pl.col("user") >= 190).then(0).otherwise(pl.col("label")))
+    config = RankerConfig(max_rounds=40, min_data_in_leaf=5, early_stopping_rounds=10, threads=1, cv_folds=4)
+    ranker = Ranker(config, ["a", "b"]).fit(frame)
+    useful = frame.filter(pl.col("user") < 190)
+    part = (np.random.default_rng(0).permutation(100) % 4)[useful["person"].to_numpy()]
+    x = ranker.matrix(useful)
+    oof = np.zeros(useful.height)
+    for m, booster in enumerate(ranker.boosters):
+        oof[part == m] = booster.predict(x[part == m], num_iteration=booster.best_iteration)
+    groups = np.bincount(useful["user"].to_numpy())
+    per_query = ndcg_per_query(oof, useful["label"].to_numpy(), groups, 10)
+    assert ranker.oof is not None
+    assert ranker.oof["user"].to_list() == list(range(190))
+    np.testing.assert_allclose(ranker.oof["ndcg@10"].to_numpy(), per_query)
+    assert ranker.info["holdout_ndcg@10"] == pytest.approx(per_query.mean())
+    by_fold = ranker.info["holdout_ndcg@10_every_user_by_fold"]
+    assert by_fold == pytest.approx([per_query[:100].mean(), per_query[100:].sum() / 100])
+    # The holdout scheme keeps no out-of-fold scores.
+    holdout = Ranker(dataclasses.replace(config, cv_folds=0, ensemble=1), ["a", "b"]).fit(frame)
+    assert holdout.oof is None and "holdout_ndcg@10_every_user_by_fold" not in holdout.info
 
 
 def _two_signals(n_users: int, seed: int) -> pl.DataFrame:
