@@ -242,6 +242,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         line += f"; the {n} models averaged {ndcg:.4f}"
     if "holdout_ndcg@10_every_user" in info:
         line += f" ({info['holdout_ndcg@10_every_user']:.4f} per labelled user, 0 without the target)"
+    if info.get("holdout_ndcg@10_every_user_by_fold"):
+        folds = ", ".join(f"{v:.4f}" for v in info["holdout_ndcg@10_every_user_by_fold"])
+        line += f"; per label fold {folds}"
     print(line)
     print("\nfeature importance (gain, top 10):")
     for name, gain in list(report["importance"].items())[:10]:

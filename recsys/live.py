@@ -205,8 +205,6 @@ def _extend_side(side: ItemSide, data: TrainData, text: Scorer) -> ItemSide:
         category_names=names["category"],
         category_labels=labels,
         brand_names=names["brand"],
-        # The fitted categories' transitions; a category new to the catalogue has none (NaN).
-        category_transitions=side.category_transitions,
         factors=factors,
         available=None if side.available is None else grow_rows(side.available, n, True),
         count_scale=side.count_scale,

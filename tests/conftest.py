@@ -22,14 +22,11 @@ def hand_data(
     n_items: int,
     listed_at: list[float | None] | None = None,
     titles: list[str] | None = None,
-    categories: list[str | None] | None = None,
 ) -> TrainData:
     """Training data of hand-made histories: user ``u{k}`` met items ``i{row}`` in that order;
-    ``listed_at``, ``titles`` (default: the ids) and ``categories`` per item, if given."""
+    ``listed_at`` and ``titles`` (default: the ids) per item, if given."""
     ids = [f"i{k}" for k in range(n_items)]
     frame = pl.DataFrame({"item_id": ids, "title": titles if titles is not None else ids})
-    if categories is not None:
-        frame = frame.with_columns(pl.Series("category", categories, dtype=pl.String))
     if listed_at is not None:
         frame = frame.with_columns(pl.Series("listed_at", listed_at, dtype=pl.Float64))
     items = validate_items(frame)

@@ -11,8 +11,7 @@ order, become sentences that name real items of the user's history, its category
 - collaborative filtering → "liked by shoppers with histories like yours";
 - popularity → "popular in <category>";
 - category / brand affinity → "matches your interest in <category>" /
-  "from <brand>, a brand you chose before";
-- category transitions → "shoppers of <your recent category> often go on to <category>".
+  "from <brand>, a brand you chose before".
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-
-from recsys.rank.features import code_lookup
 
 if TYPE_CHECKING:
     from recsys.recommender import Recommender
@@ -48,8 +45,6 @@ def family(feature: str, scorer_models: dict[str, str]) -> str:
         return "popular"
     if feature in ("category_affinity", "brand_affinity"):
         return feature
-    if feature.startswith("category_transition"):
-        return "category_next"
     for name, model in scorer_models.items():
         if feature.startswith(f"{name}_") or feature == f"from_{name}":
             return MODEL_FAMILY.get(model, "cf")
@@ -143,15 +138,6 @@ def _sentence(rec: Recommender, fam: str, item: int, recent: np.ndarray) -> str 
         return f"popular in {category}" if category else "popular with shoppers"
     if fam == "category_affinity" and side.category[item] >= 0:
         return f"matches your interest in {side.category_labels[item]!s}"
-    if fam == "category_next" and len(recent) and side.category_transitions is not None:
-        target = side.category[item]
-        shares = code_lookup(side.category_transitions, side.category[recent], np.full(len(recent), target))
-        if not np.isfinite(shares).any() or np.nanmax(shares) <= 0:
-            return None
-        source = int(recent[int(np.nanargmax(shares))])
-        if side.category[source] == target:
-            return f"matches your interest in {side.category_labels[item]!s}"
-        return f"shoppers of {side.category_labels[source]!s} often go on to {side.category_labels[item]!s}"
     if fam == "brand_affinity" and side.brand[item] >= 0:
         return f"from {side.brand_names[item]}, a brand you chose before"
     return None

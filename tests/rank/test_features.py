@@ -1,5 +1,5 @@
 """Item-side features by hand: the items' position in histories, counts per 10,000 interactions,
-when the items went on sale, category transitions."""
+when the items went on sale."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from recsys.data import TrainData
 from recsys.errors import ConfigError
 from recsys.rank.candidates import score_chunk
-from recsys.rank.features import ItemSide, build_features, code_transitions, listing_order
+from recsys.rank.features import ItemSide, build_features, listing_order
 from recsys.scorers import build_scorer
 from tests.conftest import hand_data
 
@@ -122,22 +122,3 @@ def test_popularity_era_counts_the_events_from_about_the_users_time():
     assert side.era_counts(np.array([3]), np.array([1.0]), 0.5)[0] == 0  # never had
     undated = ItemSide.build(hand_data([[0, 1]], 2), _embeddings(2))
     assert undated.era_keys is None and np.isnan(undated.era_counts(np.array([1]), np.array([0.5]))).all()
-
-
-def test_category_transitions_are_shares_of_the_next_items_category():
-    # Categories A B B C A and one unknown; pairs A→B (three times), B→C, B→B; C is never followed.
-    data = hand_data([[0, 1, 3], [4, 2], [0, 2, 1]], 6, categories=["A", "B", "B", "C", "A", None])
-    side = ItemSide.build(data, _embeddings(6))
-    expected = np.array([[0, 1, 0], [0, 0.5, 0.5], [np.nan] * 3])
-    np.testing.assert_allclose(side.category_transitions, expected)
-    scorers = {"popularity": build_scorer("popularity").fit(data)}
-    chunk = score_chunk(scorers, [data.history(u) for u in range(3)], np.arange(3))
-    rows, items = np.array([0, 0, 1]), np.array([2, 5, 3])
-    frame = build_features(chunk, rows, items, side, {"popularity": 3})
-    # User 0's items newest first are C, B, A: after C nothing is known; B → B 0.5, A → B 1.
-    # Item 5 has no category. User 1's are B, A: B → C 0.5, A → C 0.
-    np.testing.assert_allclose(frame["category_transition_last"].to_numpy(), [np.nan, np.nan, 0.5])
-    np.testing.assert_allclose(frame["category_transition_recent"].to_numpy(), [0.75, np.nan, 0.25])
-    # Unknown codes are left out; a code never followed gets a NaN row.
-    got = code_transitions(np.array([0, -1, 1]), np.array([1, 0, -1]))
-    np.testing.assert_allclose(got, [[0, 1], [np.nan, np.nan]])
