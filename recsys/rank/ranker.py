@@ -71,7 +71,8 @@ class RankerConfig:
     # averaged gave test NDCG@10 0.1121 against 0.1106 for one, over the same features
     # (benchmarks/RESULTS.md).
     ensemble: int = 3
-    # Cross-fitting instead of one holdout (0: off): the labelled users fall into this many parts,
+    # Cross-fitting instead of one holdout (0: off): the labelled users fall into this many parts
+    # (a user's queries of every label fold in one part, by the frame's ``person`` column),
     # model m learns from the others and stops early on part m, and the scores of all of them are
     # averaged (``ensemble``, ``holdout_users`` and ``refit_all`` then do not apply). Every user is
     # scored once by a model that did not learn from them, so the validation figure
