@@ -48,6 +48,7 @@ from recsys.config import make_config
 from recsys.data import load_amazon_scientific
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.evaluation.report import write_json
+from recsys.evaluation.stats import paired_bootstrap
 from recsys.rank.ranker import Ranker, RankerConfig
 from recsys.rank.training import ranker_frames, train_ranker
 
@@ -117,13 +118,6 @@ def test_metrics(test: pl.DataFrame, scores: np.ndarray, n_users: int) -> dict[s
     return ranking_metrics(rank, np.arange(n_users), n_users, ks=KS)
 
 
-def paired_interval(a: np.ndarray, b: np.ndarray, resamples: int = 2000) -> tuple[float, float]:
-    rng = np.random.default_rng(0)
-    diff = b - a
-    means = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(resamples)])
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
 def run_setting(
     dataset: Any,
     base_config: Any,
@@ -150,11 +144,8 @@ def run_setting(
     make_config(RankerConfig, None, config.ranker)  # a bad option fails before any training
     ranker, report = train_ranker(dataset, config, frames=(labels, {}, {}))
     per_user = test_metrics(test, ranker.predict(test), test["user"].n_unique())
-    if ranker.oof is not None:
-        # Fold 0's labelled queries in order, 0 where the target is not among the candidates.
-        fold0 = labels.filter(pl.col("fold") == 0).select("user").unique().sort("user")
-        oof = fold0.join(ranker.oof, on="user", how="left")["ndcg@10"]
-        per_user["oof_fold0"] = oof.fill_null(0.0).to_numpy()
+    if ranker.oof is not None:  # fold 0's labelled queries in user order
+        per_user["oof_fold0"] = ranker.oof.filter(pl.col("fold") == 0)["ndcg@10"].to_numpy()
     info = report["ranker"]
     row: dict[str, Any] = {
         "validation": {
@@ -196,12 +187,9 @@ def main() -> int:
         else:
             for part, metric in (("test", "ndcg@10"), ("validation", "oof_fold0")):
                 if metric in first and metric in per_user:
-                    lo, hi = paired_interval(first[metric], per_user[metric])
-                    gain = float(per_user[metric].mean() - first[metric].mean())
+                    gain = paired_bootstrap(per_user[metric], first[metric])
                     row[part][f"{metric.replace('oof_', '')}_gain_over_first"] = [
-                        round(gain, 4),
-                        round(lo, 4),
-                        round(hi, 4),
+                        round(gain[k], 4) for k in ("mean_difference", "low", "high")
                     ]
         results[key] = row
         print(key, row, flush=True)

@@ -14,7 +14,6 @@ are copied, so a request that holds the old object keeps a consistent view while
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,10 +26,9 @@ from recsys.data.schema import ITEM_ID, validate_items
 from recsys.data.train_data import TrainData
 from recsys.data.vocab import IdVocab
 from recsys.errors import DataError
-from recsys.rank.features import ItemSide, _labels, _names, listed_values, listing_order
+from recsys.rank.features import ItemSide, _era_keys, _labels, _names, listed_values, listing_order
 from recsys.recommender import Recommender
 from recsys.scorers.base import Scorer, grow_rows
-from recsys.scorers.lexical import LexicalScorer
 from recsys.scorers.text import TextScorer
 
 RRF_K = 60  # reciprocal-rank fusion constant for similar items (the usual 60)
@@ -45,15 +43,8 @@ def upsert_items(rec: Recommender, items: pl.DataFrame) -> Recommender:
     changed = old.items.index(items[ITEM_ID])
     changed = changed[changed >= 0]
     touched = np.concatenate([changed, np.arange(old.n_items, data.n_items)]).astype(np.int64)
-    texts = [data.item_text[int(i)] for i in touched]
-    scorers: dict[str, Scorer] = {}
-    for name, scorer in rec.scorers.items():
-        if isinstance(scorer, TextScorer):
-            scorers[name] = _with_embeddings(scorer, data, touched, scorer.encoder.encode(texts))
-        elif isinstance(scorer, LexicalScorer):
-            scorers[name] = scorer.with_items(data, touched)
-        else:
-            scorers[name] = scorer
+    # The text readers re-read the touched items; the others stay as fitted (``Scorer.with_items``).
+    scorers = {name: scorer.with_items(data, touched) for name, scorer in rec.scorers.items()}
     side = _extend_side(rec.side, data, scorers[rec.config.embeddings_from])
     if side.available is not None:
         side.available[touched] = True  # a withdrawn item put back on sale
@@ -158,17 +149,6 @@ def _extend_data(old: TrainData, frame: pl.DataFrame) -> TrainData:
     )
 
 
-def _with_embeddings(
-    scorer: TextScorer, data: TrainData, rows: np.ndarray, vectors: np.ndarray
-) -> TextScorer:
-    out = copy.copy(scorer)
-    emb = grow_rows(scorer.item_embeddings, data.n_items)
-    emb[rows] = vectors
-    out.item_embeddings, out._data = emb, data
-    out.item_bias = scorer.with_new_items(data.n_items)  # a new item: the prior of an unknown one
-    return out
-
-
 def _extend_side(side: ItemSide, data: TrainData, text: Scorer) -> ItemSide:
     """Item statistics for the grown catalogue: new items have no interactions and keep old codes."""
     n = data.n_items
@@ -194,6 +174,13 @@ def _extend_side(side: ItemSide, data: TrainData, text: Scorer) -> ItemSide:
     labels[:m][unchanged] = side.category_labels[unchanged]
     factors = None if side.factors is None else grow_rows(side.factors, n)
     frame = data.item_frame
+    # The fitted items keep their places unless an upsert changed their listing date; then the
+    # events' times (``era_keys``, read off the places) are recomputed from the histories.
+    listed, era_keys = None, side.era_keys  # new items have no events, so no keys
+    if side.listed is not None:
+        listed = listing_order(frame, listed_values(frame)[:m])
+        if not np.array_equal(listed[:m], side.listed[:m], equal_nan=True):
+            era_keys = _era_keys(data.seq_items, data.seq_indptr, listed)
     return ItemSide(
         embeddings=text.item_embeddings,
         transitions=trans,
@@ -208,9 +195,8 @@ def _extend_side(side: ItemSide, data: TrainData, text: Scorer) -> ItemSide:
         factors=factors,
         available=None if side.available is None else grow_rows(side.available, n, True),
         count_scale=side.count_scale,
-        # The fitted items keep their places; new ones are placed among them.
-        listed=None if side.listed is None else listing_order(frame, listed_values(frame)[:m]),
-        era_keys=side.era_keys,  # the fitted events' times; new items have none
+        listed=listed,
+        era_keys=era_keys,
     )
 
 

@@ -9,6 +9,7 @@ import pytest
 from recsys.artifacts import load_recommender
 from recsys.errors import ConfigError, DataError
 from recsys.live import similar_items, upsert_items, withdraw_items
+from recsys.rank.features import _era_keys
 from recsys.rank.rules import Filters
 
 USERS = ["U000000", "U000001", "U000002", "U000003"]
@@ -69,10 +70,16 @@ def test_new_items_are_placed_among_the_fitted_ones_by_listing_date(rec):
     dated = pl.Series("listed_at", np.arange(rec.data.n_items, dtype=np.float64))
     fitted = upsert_items(rec, rec.data.item_frame.with_columns(dated))  # every item changed in place
     np.testing.assert_allclose(fitted.side.listed, np.linspace(0, 1, rec.data.n_items), atol=1e-6)
+    # New dates for fitted items move their events in time: the era counts follow.
+    assert rec.side.era_keys is None and fitted.side.era_keys is not None
+    np.testing.assert_allclose(
+        fitted.side.era_keys, _era_keys(rec.data.seq_items, rec.data.seq_indptr, fitted.side.listed)
+    )
     fresh = _new_items(rec, 3, 4).with_columns(listed_at=pl.Series([2.5, 1e9]))
     grown = upsert_items(fitted, fresh)
     assert grown.data.item_frame.schema["listed_at"] == pl.Float64
     np.testing.assert_allclose(grown.side.listed[: rec.data.n_items], fitted.side.listed)
+    assert grown.side.era_keys is fitted.side.era_keys  # new items alone: the events keep their times
     place = 2.5 / (rec.data.n_items - 1)
     np.testing.assert_allclose(grown.side.listed[-2:], [place, 1.0], atol=1e-6)  # between 2 and 3; newest
     assert np.isnan(upsert_items(rec, _new_items(rec, 5)).side.listed).all()  # no dates: unknown

@@ -139,9 +139,9 @@ class Ranker:
         self.features = list(features)
         self.boosters: list[Any] = []
         self.info: dict[str, Any] = {}
-        # After a cross-fitted fit: each query with its target among the candidates (``user``) and
-        # the NDCG@10 of its out-of-fold scores (``ndcg@10``), for paired comparisons of settings.
-        # Not saved with the model.
+        # After a cross-fitted fit: every labelled query (``user``, with its ``fold`` when the frame
+        # has one) and the NDCG@10 of its out-of-fold scores (``ndcg@10``; 0 where the target is not
+        # among the candidates), sorted by user, for paired comparisons of settings. Not saved.
         self.oof: pl.DataFrame | None = None
         self.predict_threads: int | None = None  # runtime option: threads per predict (None: LightGBM's)
         # The trees as native code (``compile``), one per booster, used by predict when set.
@@ -200,8 +200,8 @@ class Ranker:
         people = frame["person" if "person" in frame.columns else "user"].to_numpy()
         rows = _Rows(x, y, y_learn, weight, users, frame["user"].to_numpy(), people)
         (self._fit_cv if self.config.cv_folds else self._fit_holdout)(rows, progress)
-        if self.oof is not None and "fold" in frame.columns:
-            self._fold_figures(frame, labelled_frame)
+        if self.oof is not None:
+            self._every_query(labelled_frame)
         # The holdout counts only users whose target is among their candidates, so a candidate set
         # that finds more (hard) targets lowers it. Per labelled user, a user without the target
         # among the candidates scores 0: the holdout's figure times the share that have it, which
@@ -299,18 +299,20 @@ class Ranker:
             "holdout_ndcg@10_members": [float(c[b - 1]) for c, b in zip(curves, bests, strict=True)],
         }
 
-    def _fold_figures(self, frame: pl.DataFrame, labelled: pl.DataFrame) -> None:
-        """Out-of-fold NDCG@10 per labelled query (a query without its target among the candidates
-        counts 0) of each label fold, into ``info["holdout_ndcg@10_every_user_by_fold"]``."""
+    def _every_query(self, labelled: pl.DataFrame) -> None:
+        """Widen ``oof`` (the useful queries) to every labelled query, 0 where the target is not
+        among the candidates; with label folds, each fold's mean into
+        ``info["holdout_ndcg@10_every_user_by_fold"]``."""
         assert self.oof is not None
-        queries = labelled.unique("user")
-        sums = (
-            queries.join(self.oof, on="user", how="left")
-            .group_by("fold")
-            .agg(pl.col("ndcg@10").fill_null(0.0).mean())
-            .sort("fold")
+        self.oof = (
+            labelled.unique("user")
+            .join(self.oof, on="user", how="left")
+            .with_columns(pl.col("ndcg@10").fill_null(0.0))
+            .sort("user")
         )
-        self.info["holdout_ndcg@10_every_user_by_fold"] = [float(v) for v in sums["ndcg@10"]]
+        if "fold" in self.oof.columns:
+            by_fold = self.oof.group_by("fold").agg(pl.col("ndcg@10").mean()).sort("fold")
+            self.info["holdout_ndcg@10_every_user_by_fold"] = [float(v) for v in by_fold["ndcg@10"]]
 
     def _train_member(
         self, member: int, train: Any, valid: Any, progress: bool

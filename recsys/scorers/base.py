@@ -35,6 +35,13 @@ class Scorer(ABC):
     def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
         """Scores for row-number arrays, already checked."""
 
+    def with_items(self, data: TrainData, rows: np.ndarray) -> Scorer:
+        """This scorer over ``data``'s grown or edited catalogue (``recsys.live.upsert_items``),
+        ``rows`` the new or changed items. A scorer that reads only interactions has nothing to
+        learn from an item's description: it stays as fitted and scores items it never saw
+        ``-inf`` (the candidates pad its columns). Scorers that read the text override this."""
+        return self
+
     @property
     def counts_events(self) -> bool:
         """Whether the scores are counts of training events, which grow with the data: the

@@ -121,14 +121,21 @@ class LexicalScorer(Scorer):
         vectorised from their text with the fitted words and weights; the rest shared."""
         import copy
 
-        rows = np.asarray(rows, dtype=np.int64)
-        old = self.vectors
-        grown = sp.vstack([old, sp.csr_matrix((data.n_items - old.shape[0], old.shape[1]))]).tolil()
-        fresh = self.item_vectors([data.item_text[int(r)] for r in rows]).tolil()
-        for k, r in enumerate(rows):
-            grown.rows[r], grown.data[r] = fresh.rows[k], fresh.data[k]
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        old, n = self.vectors, data.n_items
+        grown = sp.vstack([old, sp.csr_matrix((n - old.shape[0], old.shape[1]), dtype=np.float32)])
+        keep = np.ones(n, np.float32)
+        keep[rows] = 0.0
+        # Sparse products, no per-row Python: the kept rows as they were, plus each fresh vector
+        # placed at its row (place[r, k] = 1 where r = rows[k]).
+        fresh = self.item_vectors([data.item_text[int(r)] for r in rows])
+        place = sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (rows, np.arange(len(rows)))), shape=(n, len(rows))
+        )
+        vectors = sp.diags(keep).tocsr() @ grown + place @ fresh
+        vectors.eliminate_zeros()
         out = copy.copy(self)
-        out.vectors, out._data = sp.csr_matrix(grown, dtype=np.float32), data
+        out.vectors, out._data = sp.csr_matrix(vectors, dtype=np.float32), data
         return out
 
     def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:

@@ -154,6 +154,20 @@ class TextScorer(Scorer):
         bias[rows[rows >= 0]] = frame["bias"].to_numpy()[rows >= 0]
         return bias
 
+    def with_items(self, data: TrainData, rows: np.ndarray) -> TextScorer:
+        """A copy over ``data``'s grown or changed catalogue: ``rows`` (new or edited items)
+        encoded from their text; new items get the prior of an unknown one."""
+        import copy
+
+        rows = np.asarray(rows, dtype=np.int64)
+        out = copy.copy(self)
+        emb = grow_rows(self.item_embeddings, data.n_items)
+        if len(rows):
+            emb[rows] = self.encoder.encode([data.item_text[int(r)] for r in rows])
+        out.item_embeddings, out._data = emb, data
+        out.item_bias = self.with_new_items(data.n_items)
+        return out
+
     def with_new_items(self, n_items: int) -> np.ndarray | None:
         """The item bias grown to ``n_items`` (items added after training get the new-item prior)."""
         if self.item_bias is None:

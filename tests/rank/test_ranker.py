@@ -185,8 +185,8 @@ def test_cross_fitting_scores_every_user_out_of_fold_and_averages_its_parts(tmp_
 def test_cross_fitting_keeps_a_persons_label_folds_in_one_part():
     """With a ``person`` column, cross-fitting draws its parts over people: a person's two queries
     (label folds 0 and 1) are scored by the same model, which learned from neither. The out-of-fold
-    NDCG@10 of each query is kept (``oof``), and each fold's figure counts every labelled query,
-    those without their target among the candidates as 0."""
+    NDCG@10 of every labelled query is kept (``oof``), those without their target among the
+    candidates as 0, and so is each fold's figure."""
     frame = _frame(200, 0).with_columns(
         person=pl.col("user") % 100, fold=(pl.col("user") // 100).cast(pl.Int8)
     )
@@ -202,9 +202,10 @@ def test_cross_fitting_keeps_a_persons_label_folds_in_one_part():
         oof[part == m] = booster.predict(x[part == m], num_iteration=booster.best_iteration)
     groups = np.bincount(useful["user"].to_numpy())
     per_query = ndcg_per_query(oof, useful["label"].to_numpy(), groups, 10)
-    assert ranker.oof is not None
-    assert ranker.oof["user"].to_list() == list(range(190))
-    np.testing.assert_allclose(ranker.oof["ndcg@10"].to_numpy(), per_query)
+    assert ranker.oof is not None  # every labelled query, the 10 without their target at 0
+    assert ranker.oof["user"].to_list() == list(range(200))
+    assert ranker.oof["fold"].to_list() == [0] * 100 + [1] * 100
+    np.testing.assert_allclose(ranker.oof["ndcg@10"].to_numpy(), np.r_[per_query, np.zeros(10)])
     assert ranker.info["holdout_ndcg@10"] == pytest.approx(per_query.mean())
     by_fold = ranker.info["holdout_ndcg@10_every_user_by_fold"]
     assert by_fold == pytest.approx([per_query[:100].mean(), per_query[100:].sum() / 100])
