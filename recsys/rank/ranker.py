@@ -10,7 +10,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -53,6 +53,9 @@ class RankerConfig:
     refit_all: bool = True
     # Features left out of the model (ablations; names as in the importance report).
     exclude_features: tuple[str, ...] = ()
+    # Features held to act one way (LightGBM's monotone constraints): name → 1 (a higher value never
+    # lowers the score) or -1 (never raises it); the rest free. E.g. {"seqlinear_rank": -1}.
+    monotone: dict[str, int] = field(default_factory=dict)
     holdout_users: float = 0.15  # share of labelled users kept aside for early stopping
     truncation_level: int = 30  # LambdaRank: pairs considered below the top of each list
     # The gain, against the target's 1, of each user's event after the target (the frame's
@@ -100,6 +103,10 @@ class RankerConfig:
         ):
             raise ConfigError("ranker.fold_weights must be a list of weights >= 0, one per label fold")
         object.__setattr__(self, "fold_weights", tuple(float(w) for w in self.fold_weights))
+        if not isinstance(self.monotone, dict) or not all(
+            isinstance(k, str) and v in (-1, 1) and not isinstance(v, bool) for k, v in self.monotone.items()
+        ):
+            raise ConfigError("ranker.monotone must map feature names to 1 (increasing) or -1 (decreasing)")
         if not 0.0 <= self.later_gain < 1.0:
             raise ConfigError(f"ranker.later_gain must be in [0, 1), not {self.later_gain}")
         if self.smooth_rounds < 1:
@@ -166,6 +173,14 @@ class Ranker:
             "bagging_freq": 1,
             "lambda_l2": c.lambda_l2,
             "lambdarank_truncation_level": c.truncation_level,
+            **(
+                {
+                    "monotone_constraints": [c.monotone.get(f, 0) for f in self.features],
+                    "monotone_constraints_method": "intermediate",
+                }
+                if c.monotone
+                else {}
+            ),
             # Labels 0 (other), 1 (the later event), 2 (the target); the holdout's are 0 and 1.
             **({"label_gain": [0.0, c.later_gain, 1.0]} if self._graded else {}),
             "seed": c.seed + member,
@@ -185,6 +200,9 @@ class Ranker:
         missing = [c for c in ("user", "label", *self.features) if c not in frame.columns]
         if missing:
             raise ConfigError(f"ranker training frame lacks columns {missing}")
+        unknown = sorted(set(self.config.monotone) - set(self.features))
+        if unknown:
+            raise ConfigError(f"ranker.monotone names {unknown}, not among the features {self.features}")
         self.oof = None
         labelled = frame["user"].n_unique()
         labelled_frame = frame.select("user", *(["fold"] if "fold" in frame.columns else []))

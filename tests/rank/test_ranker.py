@@ -294,3 +294,27 @@ def test_fold_weights_choose_which_folds_teach():
         Ranker(dataclasses.replace(config, fold_weights=(1.0,)), ["a", "b"]).fit(flipped)
     with pytest.raises(ConfigError, match="fold_weights must be a list"):
         RankerConfig(fold_weights=(1.0, -1.0))
+
+
+def test_monotone_features_act_one_way():
+    """``monotone`` holds a feature's effect to one direction: with ``b`` (noise) held increasing,
+    raising b alone never lowers a candidate's score, and ``a`` still orders the queries."""
+    frame = _frame(200, 0)
+    config = RankerConfig(max_rounds=40, min_data_in_leaf=5, early_stopping_rounds=10, threads=1, cv_folds=4)
+    free = Ranker(config, ["a", "b"]).fit(frame)
+    held = Ranker(dataclasses.replace(config, monotone={"b": 1, "a": 1}), ["a", "b"]).fit(frame)
+    grid = np.linspace(-3, 3, 61)
+    a, b = np.meshgrid(np.linspace(-2, 2, 9), grid, indexing="ij")  # rows: a fixed, b rising
+    points = pl.DataFrame({"a": a.ravel(), "b": b.ravel()})
+    scores = held.predict(points).reshape(a.shape)
+    assert (np.diff(scores, axis=1) >= -1e-12).all()  # along b, never down
+    assert (np.diff(scores, axis=0) >= -1e-12).all()  # along a too
+    free_scores = free.predict(points).reshape(a.shape)
+    assert (np.diff(free_scores, axis=1) < -1e-6).any()  # unconstrained, the noise feature wiggles
+    test = _frame(100, 1)
+    assert np.corrcoef(held.predict(test), test["a"].to_numpy())[0, 1] > 0.6
+    for bad in ({"a": 2}, {"a": True}, ["a"]):
+        with pytest.raises(ConfigError, match="monotone"):
+            RankerConfig(monotone=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"monotone names \['c'\]"):
+        Ranker(dataclasses.replace(config, monotone={"c": 1}), ["a", "b"]).fit(frame)
