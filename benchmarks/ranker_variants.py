@@ -55,6 +55,9 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
   beside the plain one, as one more scorer and 100-deep candidate source; `no-seqprior`: the
   sequential linear scorer without it (`text_prior = 0`, the default before);
 - `later0`: the user's next event left a negative (`later_gain = 0`, the default before);
+- `seqviews`: two more views of the sequential linear scorer as features (no candidates): its
+  pure transition model (`alpha = 1`: the next item from the recent items alone, no whole-history
+  term) and its last item alone (`n_recent = 1`), both with the text prior;
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
   test split (`<work>/test/encoder_holdout`), instead of on every event before each label.
@@ -156,6 +159,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "seqprior-extra": {
         "scorers": {"seqtext": {"model": "seqlinear", "text_prior": 0.03}},
         "candidates": {"seqtext": 100},
+    },
+    "seqviews": {
+        "scorers": {
+            "seqtrans": {"model": "seqlinear", "alpha": 1.0},
+            "seqlast": {"model": "seqlinear", "n_recent": 1},
+        }
     },
 }
 SEEDS = {"sasrec": 0, "sasrec_seed1": 1, "gru": 0}
