@@ -179,7 +179,7 @@ def _extend_side(side: ItemSide, data: TrainData, text: Scorer) -> ItemSide:
     listed, era_keys = None, side.era_keys  # new items have no events, so no keys
     if side.listed is not None:
         listed = listing_order(frame, listed_values(frame)[:m])
-        if not np.array_equal(listed[:m], side.listed[:m], equal_nan=True):
+        if not np.array_equal(listed[:m], side.listed, equal_nan=True):
             era_keys = _era_keys(data.seq_items, data.seq_indptr, listed)
     return ItemSide(
         embeddings=text.item_embeddings,

@@ -19,6 +19,7 @@ items, decay 0.7), against 0.1130 / 0.0703 for zero-shot all-MiniLM-L6-v2 over t
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -119,8 +120,6 @@ class LexicalScorer(Scorer):
     def with_items(self, data: TrainData, rows: np.ndarray) -> LexicalScorer:
         """A copy over ``data``'s grown or changed catalogue: ``rows`` (new or edited items)
         vectorised from their text with the fitted words and weights; the rest shared."""
-        import copy
-
         rows = np.unique(np.asarray(rows, dtype=np.int64))
         old, n = self.vectors, data.n_items
         grown = sp.vstack([old, sp.csr_matrix((n - old.shape[0], old.shape[1]), dtype=np.float32)])

@@ -18,6 +18,7 @@ cosine alone.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -157,8 +158,6 @@ class TextScorer(Scorer):
     def with_items(self, data: TrainData, rows: np.ndarray) -> TextScorer:
         """A copy over ``data``'s grown or changed catalogue: ``rows`` (new or edited items)
         encoded from their text; new items get the prior of an unknown one."""
-        import copy
-
         rows = np.asarray(rows, dtype=np.int64)
         out = copy.copy(self)
         emb = grow_rows(self.item_embeddings, data.n_items)
