@@ -100,6 +100,7 @@ config file (--config, TOML), every section and key optional:
   later_gain = 0.5               # the user's next event after a fold's label: a weaker positive (0: none)
   exclude_features = ["factor_sim_last"]  # ablation: leave features out of the model
   monotone = { seqlinear_rank = -1, sasrec_score = 1 }  # a feature that may act one way only
+  categorical = ["category"]     # code columns read as categories: category, brand, item
   [sasrec]
   enabled = true                 # the sequential model (a causal transformer over item ids and text)
   architecture = "transformer"   # or "gru": a recurrent reader of the same item vectors

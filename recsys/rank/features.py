@@ -60,6 +60,11 @@ from recsys.rank.candidates import ScoredChunk, row_groups
 from recsys.scorers.base import Scorer
 
 N_RECENT = 5  # recent items compared by text similarity
+# Code columns of every feature frame (integer codes, -1 unknown) that the ranker may read as
+# categories (``ranker.categorical``), not model inputs otherwise: the candidate's category, its
+# brand, and the item itself (a lift per item beyond what the features say of it; an item added
+# after training falls with the items the splits did not single out).
+CATEGORICAL = ("category", "brand", "item")
 COUNT_FEATURES = ("per_10k", "raw")  # RecommenderConfig.count_features
 ERA_SPAN = 0.5  # ItemSide.era_keys: item + ERA_SPAN × time keeps each item's keys apart
 # popularity_era: events within this much of the user's time (as places in the catalogue's listing

@@ -59,6 +59,10 @@ class RankerConfig:
     # gap held one way was level on Amazon Scientific (out of fold 0.1133 both, test NDCG@10 0.1135
     # against 0.1137; benchmarks/RESULTS.md).
     monotone: dict[str, int] = field(default_factory=dict)
+    # Code columns of the feature frame the model also reads as categories (LightGBM's categorical
+    # splits: a category's own lift, learned from its candidates): ``category`` (the candidate's
+    # category path from its text), ``brand``, ``item``; -1 (unknown) is missing. Off by default.
+    categorical: tuple[str, ...] = ()
     holdout_users: float = 0.15  # share of labelled users kept aside for early stopping
     truncation_level: int = 30  # LambdaRank: pairs considered below the top of each list
     # The gain, against the target's 1, of each user's event after the target (the frame's
@@ -101,6 +105,9 @@ class RankerConfig:
         ):
             raise ConfigError("ranker.exclude_features must be a list of feature names")
         object.__setattr__(self, "exclude_features", tuple(self.exclude_features))
+        if isinstance(self.categorical, str) or not all(isinstance(f, str) for f in self.categorical):
+            raise ConfigError("ranker.categorical must be a list of column names")
+        object.__setattr__(self, "categorical", tuple(self.categorical))
         if isinstance(self.fold_weights, (str, bytes)) or not all(
             isinstance(w, (int, float)) and w >= 0 for w in self.fold_weights
         ):
@@ -147,6 +154,11 @@ class Ranker:
     def __init__(self, config: RankerConfig, features: list[str]) -> None:
         self.config = config
         self.features = list(features)
+        # the features the config names (held monotone, read as categories) must be model inputs
+        for option in ("monotone", "categorical"):
+            unknown = sorted(set(getattr(config, option)) - set(self.features))
+            if unknown:
+                raise ConfigError(f"ranker.{option} names {unknown}, not among the features {self.features}")
         self.boosters: list[Any] = []
         self.info: dict[str, Any] = {}
         # After a cross-fitted fit: every labelled query (``user``, with its ``fold`` when the frame
@@ -203,9 +215,6 @@ class Ranker:
         missing = [c for c in ("user", "label", *self.features) if c not in frame.columns]
         if missing:
             raise ConfigError(f"ranker training frame lacks columns {missing}")
-        unknown = sorted(set(self.config.monotone) - set(self.features))
-        if unknown:
-            raise ConfigError(f"ranker.monotone names {unknown}, not among the features {self.features}")
         self.oof = None
         labelled = frame["user"].n_unique()
         labelled_frame = frame.select("user", *(["fold"] if "fold" in frame.columns else []))
@@ -392,7 +401,13 @@ class Ranker:
 
         _, groups = np.unique(users, return_counts=True)
         return lgb.Dataset(
-            x, label=label, weight=weight, group=groups, feature_name=self.features, free_raw_data=True
+            x,
+            label=label,
+            weight=weight,
+            group=groups,
+            feature_name=self.features,
+            categorical_feature=list(self.config.categorical) or "auto",
+            free_raw_data=True,
         )
 
     def _check(self) -> list[Any]:
@@ -446,6 +461,8 @@ class Ranker:
         rng = np.random.default_rng(0)
         probe = rng.standard_normal((64, len(self.features)))
         probe[rng.random(probe.shape) < 0.2] = np.nan
+        for f in self.config.categorical:  # codes: whole numbers, -1 unknown
+            probe[:, self.features.index(f)] = rng.integers(-1, 50, len(probe))
         compiled = []
         for booster in self._check():
             model = _compile_one(booster.model_to_string(num_iteration=self._rounds(booster)), cpu, folder)

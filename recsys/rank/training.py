@@ -20,7 +20,7 @@ from recsys.data.split import Split, label_split
 from recsys.data.train_data import TrainData
 from recsys.errors import ConfigError
 from recsys.rank.candidates import merge_candidates, score_chunk
-from recsys.rank.features import ItemSide, build_features, feature_names
+from recsys.rank.features import CATEGORICAL, ItemSide, build_features, feature_names
 from recsys.rank.ranker import Ranker
 from recsys.recommender import Recommender, RecommenderConfig, fit_scorers
 from recsys.scorers.base import Scorer
@@ -166,6 +166,22 @@ def ranker_frames(
     return pl.concat(frames), stats, times
 
 
+def model_features(config: RecommenderConfig) -> list[str]:
+    """The ranker's input columns under ``config``: every feature of its scorers and candidate
+    sources less ``ranker.exclude_features``, then the code columns ``ranker.categorical`` names."""
+    ranker_config = config.ranker_config()
+    names = feature_names(list(config.scorers), config.candidates)
+    unknown = sorted(set(ranker_config.exclude_features) - set(names))
+    if unknown:
+        raise ConfigError(f"ranker.exclude_features names unknown features {unknown}; features: {names}")
+    codes = [c for c in ranker_config.categorical if c not in CATEGORICAL]
+    if codes:
+        valid = ", ".join(CATEGORICAL)
+        raise ConfigError(f"ranker.categorical names {codes}; the code columns it may name: {valid}")
+    kept = [f for f in names if f not in ranker_config.exclude_features]
+    return kept + [c for c in CATEGORICAL if c in ranker_config.categorical]
+
+
 def train_ranker(
     dataset: Dataset,
     config: RecommenderConfig,
@@ -187,11 +203,7 @@ def train_ranker(
     times = dict(times)
     t0 = time.perf_counter()
     ranker_config = config.ranker_config()
-    names = feature_names(list(config.scorers), config.candidates)
-    unknown = sorted(set(ranker_config.exclude_features) - set(names))
-    if unknown:
-        raise ConfigError(f"ranker.exclude_features names unknown features {unknown}; features: {names}")
-    ranker = Ranker(ranker_config, [f for f in names if f not in ranker_config.exclude_features])
+    ranker = Ranker(ranker_config, model_features(config))
     ranker.fit(frame, progress=progress)
     times["ranker"] = time.perf_counter() - t0
     report = {

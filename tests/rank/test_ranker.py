@@ -10,7 +10,7 @@ import pytest
 
 from recsys.errors import ArtifactError, ConfigError
 from recsys.rank.ranker import Ranker, RankerConfig, ndcg_at, ndcg_per_query, smoothed_best
-from recsys.rank.training import train_ranker
+from recsys.rank.training import model_features, train_ranker
 
 
 def test_smoothed_best_by_hand():
@@ -26,11 +26,17 @@ def _frame(n_users: int, seed: int) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     user = np.repeat(np.arange(n_users), 20)
     a = rng.standard_normal(len(user))
-    label = np.zeros(len(user), np.int8)
-    for u in range(n_users):
-        idx = np.flatnonzero(user == u)
-        label[idx[np.argmax(a[idx] + 0.5 * rng.standard_normal(20))]] = 1
+    label = _targets(user, a, rng)
     return pl.DataFrame({"user": user, "a": a, "b": rng.standard_normal(len(user)), "label": label})
+
+
+def _targets(user: np.ndarray, score: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """1 on each user's best item by ``score`` plus noise."""
+    label = np.zeros(len(user), np.int8)
+    for u in np.unique(user):
+        idx = np.flatnonzero(user == u)
+        label[idx[np.argmax(score[idx] + 0.5 * rng.standard_normal(len(idx)))]] = 1
+    return label
 
 
 def test_refit_learns_every_user_for_the_chosen_rounds():
@@ -318,3 +324,43 @@ def test_monotone_features_act_one_way():
             RankerConfig(monotone=bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"monotone names \['c'\]"):
         Ranker(dataclasses.replace(config, monotone={"c": 1}), ["a", "b"]).fit(frame)
+
+
+def test_categorical_codes_learn_a_lift_per_category(tmp_path):
+    """``categorical`` reads a code column as categories: the target falls in categories 3 and 7
+    (not neighbours in code order), so candidates of those two score above every other category
+    at the same ``a``, and the saved ranker scores the same."""
+    rng = np.random.default_rng(0)
+    frame = _frame(300, 0)
+    code = rng.integers(-1, 10, frame.height)  # -1: unknown
+    label = _targets(frame["user"].to_numpy(), frame["a"].to_numpy() + 1.5 * np.isin(code, [3, 7]), rng)
+    frame = frame.with_columns(category=pl.Series(code), label=pl.Series(label))
+    config = RankerConfig(
+        max_rounds=60,
+        min_data_in_leaf=5,
+        early_stopping_rounds=20,
+        threads=1,
+        cv_folds=3,
+        categorical=["category"],
+    )
+    ranker = Ranker(config, ["a", "category"]).fit(frame)
+    grid = pl.DataFrame({"a": np.zeros(11), "category": np.arange(-1, 10)})
+    scores = ranker.predict(grid)
+    lifted = np.isin(grid["category"].to_numpy(), [3, 7])
+    assert scores[lifted].min() > scores[~lifted].max()
+    meta = ranker.save(tmp_path)
+    loaded = Ranker.load(tmp_path, meta)
+    assert loaded.config.categorical == ("category",)
+    np.testing.assert_array_equal(loaded.predict(grid), scores)
+    with pytest.raises(ConfigError, match=r"categorical names \['category'\]"):
+        Ranker(config, ["a"])
+    with pytest.raises(ConfigError, match="list of column names"):
+        RankerConfig(categorical="category")  # type: ignore[arg-type]
+
+
+def test_only_code_columns_are_read_as_categories(synthetic, hybrid_config):
+    config = dataclasses.replace(hybrid_config, ranker={**hybrid_config.ranker, "categorical": ["brand"]})
+    assert model_features(config)[-1] == "brand" and "category" not in model_features(config)
+    bad = dataclasses.replace(hybrid_config, ranker={**hybrid_config.ranker, "categorical": ["popularity"]})
+    with pytest.raises(ConfigError, match=r"categorical names \['popularity'\].*category, brand, item"):
+        model_features(bad)
