@@ -155,14 +155,14 @@ class TwoTower(nn.Module):
 
     @staticmethod
     def _mask(bert: Any, attention_mask: torch.Tensor, hidden: torch.Tensor) -> Any:
-        # The attention mask in the form the layers take (built the way the model's forward builds it).
-        return bert._create_attention_masks(
-            attention_mask=attention_mask,
-            encoder_attention_mask=None,
-            embedding_output=hidden,
-            encoder_hidden_states=None,
-            cache=None,
-        )[0]
+        # The attention mask in the form the layers take, for the model's attention implementation:
+        # the public builder an encoder's forward calls (the model's own helper around it is private
+        # and changed its arguments in transformers 5.25).
+        from transformers.masking_utils import create_bidirectional_mask
+
+        return create_bidirectional_mask(
+            config=bert.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
 
     def towers(self) -> dict[str, nn.Module]:
         return (
