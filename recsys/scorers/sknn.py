@@ -103,17 +103,11 @@ class SessionKNNScorer(Scorer):
         sims = overlaps * self._length_norm[None, :]
         if own_rows is not None:
             sims[np.arange(len(own_rows)), own_rows] = 0.0  # a user is not their own neighbour
-        k = min(cfg.neighbours, sims.shape[1])
+        cut, kept = nearest(sims, min(cfg.neighbours, sims.shape[1]))
         if cfg.window > 0:
-            return self._windowed(profiles, overlaps, sims, k, items)
-        if k < sims.shape[1]:
-            # The k largest per row; the rest do not vote (ties at the boundary: any of them).
-            cut = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (U, k) user rows
-            kept = np.take_along_axis(sims, cut, axis=1)
-            rows = np.repeat(np.arange(len(histories)), k)
-            neighbours = sp.csr_matrix((kept.ravel(), (rows, cut.ravel())), shape=sims.shape)
-        else:
-            neighbours = sp.csr_matrix(sims)
+            return self._windowed(profiles, overlaps, cut, kept, items)
+        rows = np.repeat(np.arange(len(histories)), cut.shape[1])
+        neighbours = sp.csr_matrix((kept.ravel(), (rows, cut.ravel())), shape=sims.shape)
         neighbours.eliminate_zeros()
         x = self._x if items is None else self._x[:, items]
         return np.asarray((neighbours @ x).todense(), dtype=np.float32)
@@ -122,15 +116,14 @@ class SessionKNNScorer(Scorer):
         self,
         profiles: sp.csr_matrix,
         overlaps: np.ndarray,
-        sims: np.ndarray,
-        k: int,
+        cut: np.ndarray,
+        kept: np.ndarray,
         items: np.ndarray | None,
     ) -> np.ndarray:
-        """Neighbours' votes weighted by their distance from where the histories meet."""
+        """Neighbours' votes (``nearest``'s rows and similarities) weighted by their distance from
+        where the histories meet."""
         data, n_items = self.data, self.data.n_items
-        n = len(sims)
-        cut = np.argsort(-sims, axis=1, kind="stable")[:, :k]  # (U, k) user rows, most similar first
-        kept = np.take_along_axis(sims, cut, axis=1)
+        n, k = cut.shape
         weighted = np.asarray((profiles @ self._pos_t).todense(), dtype=np.float32)  # Σ w_i · pos_v(i)
         shared = np.take_along_axis(overlaps, cut, axis=1)
         meet = np.take_along_axis(weighted, cut, axis=1) / np.maximum(shared, 1e-12)  # (U, k)
@@ -164,6 +157,13 @@ class SessionKNNScorer(Scorer):
 
     def set_state(self, state: dict[str, np.ndarray], data: TrainData) -> SessionKNNScorer:
         return self._set(state["item_weights"].astype(np.float32), data)
+
+
+def nearest(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(U, k) each row's k most similar user rows, most similar first, ties to the lower row (the
+    same neighbours whichever way they vote), and (U, k) their similarities."""
+    cut = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return cut, np.take_along_axis(sims, cut, axis=1)
 
 
 def _positions(data: TrainData) -> sp.csr_matrix:

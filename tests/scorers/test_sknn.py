@@ -125,3 +125,12 @@ def test_the_window_favours_what_neighbours_met_near_the_shared_items():
 def test_bad_options_are_refused(options):
     with pytest.raises(ConfigError):
         build_scorer("sknn", options)
+
+
+def test_neighbours_tied_at_the_cut_are_the_lower_rows():
+    from recsys.scorers.sknn import nearest
+
+    sims = np.array([[0.5, 0.9, 0.5, 0.0, 0.5], [0.0, 0.0, 0.0, 0.0, 0.0]], np.float32)
+    cut, kept = nearest(sims, 3)
+    np.testing.assert_array_equal(cut, [[1, 0, 2], [0, 1, 2]])
+    np.testing.assert_allclose(kept, [[0.9, 0.5, 0.5], [0.0, 0.0, 0.0]])
