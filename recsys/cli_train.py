@@ -101,6 +101,7 @@ config file (--config, TOML), every section and key optional:
   exclude_features = ["factor_sim_last"]  # ablation: leave features out of the model
   monotone = { seqlinear_rank = -1, sasrec_score = 1 }  # a feature that may act one way only
   categorical = ["category"]     # code columns read as categories: category, brand, item
+  path_smooth = 10.0             # pull small leaves toward their parent (0: off); extra_trees, max_bin too
   [sasrec]
   enabled = true                 # the sequential model (a causal transformer over item ids and text)
   architecture = "transformer"   # or "gru": a recurrent reader of the same item vectors

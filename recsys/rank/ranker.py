@@ -95,6 +95,15 @@ class RankerConfig:
     # a few thousandths be told apart. Test NDCG@10 0.1130 against 0.1129 for the holdout ensemble
     # over the same features, at about the same cost (five models instead of three learned twice).
     cv_folds: int = 5
+    # LightGBM's regularisers of the trees' shape, all off by default; over run 22's checkpoints
+    # (benchmarks/RESULTS.md), fold 0 out of fold / test NDCG@10 against the defaults:
+    # extra_trees (a random threshold per feature at each split) −0.0002 / −0.0007; max_bin 1023
+    # (finer splits on the scores) −0.0011 / −0.0001; path_smooth (each leaf's value pulled toward
+    # its parent's, by leaf size against this weight) 3 / 10 / 30: −0.0009 / −0.0003 / −0.0009 on
+    # fold 0, test −0.0002 / +0.0010 / +0.0006: validation does not choose it.
+    extra_trees: bool = False
+    path_smooth: float = 0.0
+    max_bin: int = 255  # histogram bins per feature
     seed: int = 0
     threads: int = 2
 
@@ -129,6 +138,8 @@ class RankerConfig:
             raise ConfigError(f"ranker.ensemble must be at least 1, not {self.ensemble}")
         if self.cv_folds == 1 or self.cv_folds < 0:
             raise ConfigError(f"ranker.cv_folds must be 0 (one holdout) or at least 2, not {self.cv_folds}")
+        if self.path_smooth < 0 or self.max_bin < 2:
+            raise ConfigError("ranker: path_smooth >= 0 and max_bin >= 2 are required")
         if self.num_leaves < 2 or self.max_rounds < 1 or self.learning_rate <= 0:
             raise ConfigError("ranker: num_leaves >= 2, max_rounds >= 1 and learning_rate > 0 are required")
 
@@ -169,6 +180,11 @@ class Ranker:
         # has one) and the NDCG@10 of its out-of-fold scores (``ndcg@10``; 0 where the target is not
         # among the candidates), sorted by user, for paired comparisons of settings. Not saved.
         self.oof: pl.DataFrame | None = None
+        # After a cross-fitted fit: the out-of-fold score (``score``) of every candidate of the
+        # queries with a target among them (``user``, and ``item`` where the frame has it), from
+        # the one model that did not learn from its user: what a model stacked on the ranker's
+        # output learns from (``benchmarks/second_stage.py``). Not saved.
+        self.oof_scores: pl.DataFrame | None = None
         self.predict_threads: int | None = None  # runtime option: threads per predict (None: LightGBM's)
         # The trees as native code (``compile``), one per booster, used by predict when set.
         self.compiled: list[Any] | None = None
@@ -192,6 +208,8 @@ class Ranker:
             "bagging_freq": 1,
             "lambda_l2": c.lambda_l2,
             "lambdarank_truncation_level": c.truncation_level,
+            **({"extra_trees": True} if c.extra_trees else {}),
+            **({"path_smooth": c.path_smooth} if c.path_smooth else {}),
             **(
                 {
                     "monotone_constraints": [c.monotone.get(f, 0) for f in self.features],
@@ -219,7 +237,7 @@ class Ranker:
         missing = [c for c in ("user", "label", *self.features) if c not in frame.columns]
         if missing:
             raise ConfigError(f"ranker training frame lacks columns {missing}")
-        self.oof = None
+        self.oof = self.oof_scores = None
         labelled = frame["user"].n_unique()
         labelled_frame = frame.select("user", *(["fold"] if "fold" in frame.columns else []))
         useful = frame.group_by("user").agg(pl.col("label").max().alias("has")).filter(pl.col("has") > 0)
@@ -233,7 +251,11 @@ class Ranker:
         y_learn, weight = self._learning_labels(frame, y)
         people = frame["person" if "person" in frame.columns else "user"].to_numpy()
         rows = _Rows(x, y, y_learn, weight, users, frame["user"].to_numpy(), people)
-        (self._fit_cv if self.config.cv_folds else self._fit_holdout)(rows, progress)
+        if self.config.cv_folds:
+            keys = [c for c in ("user", "item") if c in frame.columns]
+            self.oof_scores = frame.select(keys).with_columns(score=pl.Series(self._fit_cv(rows, progress)))
+        else:
+            self._fit_holdout(rows, progress)
         if self.oof is not None:
             self._every_query(labelled_frame)
         # The holdout counts only users whose target is among their candidates, so a candidate set
@@ -290,9 +312,10 @@ class Ranker:
         if full is not None:
             self.info["refit_users"] = len(users)
 
-    def _fit_cv(self, rows: _Rows, progress: bool) -> None:
+    def _fit_cv(self, rows: _Rows, progress: bool) -> np.ndarray:
         """``cv_folds`` models, model m learning from every part of the users but part m and
-        stopping early on it; the validation figure is NDCG@10 of every user's out-of-fold score."""
+        stopping early on it; the validation figure is NDCG@10 of every user's out-of-fold score.
+        Returns the rows' out-of-fold scores."""
         x, y, y_learn, weight, users, row_users, row_people = rows
         k = self.config.cv_folds
         people, person_of = np.unique(row_people, return_inverse=True)
@@ -332,6 +355,7 @@ class Ranker:
             "holdout_ndcg@10": float(per_query.mean()),
             "holdout_ndcg@10_members": [float(c[b - 1]) for c, b in zip(curves, bests, strict=True)],
         }
+        return oof
 
     def _every_query(self, labelled: pl.DataFrame) -> None:
         """Widen ``oof`` (the useful queries) to every labelled query, 0 where the target is not
@@ -411,7 +435,8 @@ class Ranker:
             group=groups,
             feature_name=self.features,
             categorical_feature=list(self.config.categorical) or "auto",
-            params={"verbosity": -1},  # a code of -1 (unknown) is missing, as meant: no warning
+            # a code of -1 (unknown) is missing, as meant: no warning
+            params={"verbosity": -1, "max_bin": self.config.max_bin},
             free_raw_data=True,
         )
 

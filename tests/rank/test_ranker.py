@@ -192,9 +192,11 @@ def test_cross_fitting_keeps_a_persons_label_folds_in_one_part():
     """With a ``person`` column, cross-fitting draws its parts over people: a person's two queries
     (label folds 0 and 1) are scored by the same model, which learned from neither. The out-of-fold
     NDCG@10 of every labelled query is kept (``oof``), those without their target among the
-    candidates as 0, and so is each fold's figure."""
+    candidates as 0, and so is each fold's figure and each useful candidate's out-of-fold score."""
     frame = _frame(200, 0).with_columns(
-        person=pl.col("user") % 100, fold=(pl.col("user") // 100).cast(pl.Int8)
+        person=pl.col("user") % 100,
+        fold=(pl.col("user") // 100).cast(pl.Int8),
+        item=pl.int_range(pl.len()) % 20,
     )
     # 10 queries of fold 1 with no target among their candidates: labelled, not useful.
     frame = frame.with_columns(label=pl.when(pl.col("user") >= 190).then(0).otherwise(pl.col("label")))
@@ -213,11 +215,17 @@ def test_cross_fitting_keeps_a_persons_label_folds_in_one_part():
     assert ranker.oof["fold"].to_list() == [0] * 100 + [1] * 100
     np.testing.assert_allclose(ranker.oof["ndcg@10"].to_numpy(), np.r_[per_query, np.zeros(10)])
     assert ranker.info["holdout_ndcg@10"] == pytest.approx(per_query.mean())
+    # and each useful candidate's out-of-fold score, keyed by query and item
+    assert ranker.oof_scores is not None and ranker.oof_scores.columns == ["user", "item", "score"]
+    scored = useful.with_columns(expected=pl.Series(oof)).join(ranker.oof_scores, on=["user", "item"])
+    assert scored.height == useful.height
+    np.testing.assert_allclose(scored["score"].to_numpy(), scored["expected"].to_numpy())
     by_fold = ranker.info["holdout_ndcg@10_every_user_by_fold"]
     assert by_fold == pytest.approx([per_query[:100].mean(), per_query[100:].sum() / 100])
     # The holdout scheme keeps no out-of-fold scores.
     holdout = Ranker(dataclasses.replace(config, cv_folds=0, ensemble=1), ["a", "b"]).fit(frame)
-    assert holdout.oof is None and "holdout_ndcg@10_every_user_by_fold" not in holdout.info
+    assert holdout.oof is None and holdout.oof_scores is None
+    assert "holdout_ndcg@10_every_user_by_fold" not in holdout.info
 
 
 def _two_signals(n_users: int, seed: int) -> pl.DataFrame:
@@ -300,6 +308,35 @@ def test_fold_weights_choose_which_folds_teach():
         Ranker(dataclasses.replace(config, fold_weights=(1.0,)), ["a", "b"]).fit(flipped)
     with pytest.raises(ConfigError, match="fold_weights must be a list"):
         RankerConfig(fold_weights=(1.0, -1.0))
+
+
+def test_tree_shape_options_reach_lightgbm():
+    """``extra_trees``, ``path_smooth`` and ``max_bin`` are the trained models' parameters; with 15
+    bins a feature is split at no more than 14 places; the model still learns the order."""
+    config = RankerConfig(
+        max_rounds=40, min_data_in_leaf=5, threads=1, cv_folds=0, ensemble=1, refit_all=False,
+        extra_trees=True, path_smooth=5.0, max_bin=15,
+    )  # fmt: skip
+    ranker = Ranker(config, ["a", "b"]).fit(_frame(300, 0))
+    text = ranker.boosters[0].model_to_string()
+    assert "[extra_trees: 1]" in text and "[path_smooth: 5]" in text and "[max_bin: 15]" in text
+    thresholds: set[float] = set()
+
+    def walk(node: dict) -> None:
+        if "split_feature" in node:
+            if node["split_feature"] == 0:
+                thresholds.add(node["threshold"])
+            walk(node["left_child"])
+            walk(node["right_child"])
+
+    for tree in ranker.boosters[0].dump_model()["tree_info"]:
+        walk(tree["tree_structure"])
+    assert 1 <= len(thresholds) <= 14
+    test = _frame(100, 1)
+    assert np.corrcoef(ranker.predict(test), test["a"].to_numpy())[0, 1] > 0.6
+    for bad in ({"path_smooth": -1.0}, {"max_bin": 1}):
+        with pytest.raises(ConfigError, match="path_smooth >= 0 and max_bin >= 2"):
+            RankerConfig(**bad)  # type: ignore[arg-type]
 
 
 def test_monotone_features_act_one_way():
