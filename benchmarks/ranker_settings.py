@@ -81,13 +81,22 @@ def build_frames(dataset: Any, job: TrainJob, work: Path, variant: str) -> tuple
     labels, stats, _ = ranker_frames(dataset, configs[0], fold_configs=configs)
     seconds = time.perf_counter() - t0
     print(f"label frames: {labels.height} rows ({seconds:.0f} s) {json.dumps(stats)}", flush=True)
+    test = test_frame(dataset, test_config)
+    _write_parquet(labels, labels_path)
+    _write_parquet(test, test_path)
+    return labels, test
+
+
+def test_frame(dataset: Any, config: Any) -> pl.DataFrame:
+    """The test split's candidates with their features (every scorer fitted on the test split's
+    training data), ``user`` (the test user's row) and ``label`` (1 on the test target)."""
     t0 = time.perf_counter()
-    rec, data, split = test_recommender(dataset, test_config, Ranker(RankerConfig(), []))
+    rec, data, split = test_recommender(dataset, config, Ranker(RankerConfig(), []))
     users, items = data.target_pairs(split)
     truth = pl.DataFrame({"user": users.astype(np.int64), "item": items.astype(np.int64), "label": 1})
     parts = []
-    for s in range(0, len(users), test_config.chunk_size):
-        part = users[s : s + test_config.chunk_size]
+    for s in range(0, len(users), config.chunk_size):
+        part = users[s : s + config.chunk_size]
         _, frame = rec.features([data.history(int(u)) for u in part], part)
         parts.append(frame.with_columns(user=pl.Series(part[frame["row"].to_numpy()].astype(np.int64))))
     test = (
@@ -97,9 +106,7 @@ def build_frames(dataset: Any, job: TrainJob, work: Path, variant: str) -> tuple
         .with_columns(pl.col("label").fill_null(0).cast(pl.Int8))
     )
     print(f"test frame: {test.height} rows ({time.perf_counter() - t0:.0f} s)", flush=True)
-    _write_parquet(labels, labels_path)
-    _write_parquet(test, test_path)
-    return labels, test
+    return test
 
 
 def test_metrics(test: pl.DataFrame, scores: np.ndarray, n_users: int) -> dict[str, np.ndarray]:

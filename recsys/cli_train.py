@@ -78,6 +78,8 @@ and SASRec retrained, scorers refitted, on every interaction -> ARTIFACT.
 config file (--config, TOML), every section and key optional:
   [recommender]
   label_folds = 2                # labelled events per user the ranker learns from
+  label_groups = 1               # >1: each group's label features from scorers that also saw the
+                                 # other users' later events (leave-one-out; measured lower)
   count_features = "per_10k"     # counts in the features per 10,000 interactions, or "raw"
   [recommender.candidates]       # source -> how many of its best items become candidates
   als = 100

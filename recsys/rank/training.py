@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from recsys.data.dataset import Dataset
-from recsys.data.split import Split, label_split
+from recsys.data.split import Split, label_split, make_split
 from recsys.data.train_data import TrainData
 from recsys.errors import ConfigError
 from recsys.rank.candidates import merge_candidates, score_chunk
@@ -35,8 +35,12 @@ def label_frame(
     split: Split,
     side: ItemSide,
     later: Split | None = None,
+    users: np.ndarray | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Features of every target user of ``split``, ``label`` = 1 on their targets; and candidate recall.
+
+    ``users``: these user rows' targets alone (default: every target user, or the seeded sample
+    of ``config.label_users``).
 
     ``later = 1`` marks each user's event after the target (the targets of ``later``, the split of
     the fold before; none for fold 0, whose next event is the test target): a weaker positive the
@@ -44,15 +48,28 @@ def label_frame(
     source's best N items (N = 20, 50, 100, 200 and the configured depth) and among the merged
     candidates: the ceiling of the ranker.
     """
+    frame, counts, hits = _label_frame(config, scorers, data, split, side, later, users)
+    return frame, _label_stats(counts, hits)
+
+
+def _label_frame(
+    config: RecommenderConfig,
+    scorers: dict[str, Scorer],
+    data: TrainData,
+    split: Split,
+    side: ItemSide,
+    later: Split | None,
+    users: np.ndarray | None,
+) -> tuple[pl.DataFrame, dict[str, int], dict[str, dict[int, int]]]:
+    """``label_frame``'s frame with its counts (users, targets, pairs) and the targets each source
+    finds at each depth (``"merged"``: among the candidates, under key 0)."""
     import scipy.sparse as sp
     from tqdm.auto import tqdm
 
     target_users, target_items = data.target_pairs(split)
-    users_all = np.unique(target_users)
-    if 0 < config.label_users < len(users_all):
-        users_all = np.sort(np.random.default_rng(0).choice(users_all, config.label_users, replace=False))
-        keep = np.isin(target_users, users_all)
-        target_users, target_items = target_users[keep], target_items[keep]
+    users_all = sampled_users(config, target_users) if users is None else np.unique(users)
+    keep = np.isin(target_users, users_all)
+    target_users, target_items = target_users[keep], target_items[keep]
     truth = sp.csr_matrix(
         (np.ones(len(target_users), np.int8), (target_users, target_items)),
         shape=(data.n_users, data.n_items),
@@ -80,16 +97,34 @@ def label_frame(
             frame.with_columns(user=pl.Series(users[rows]), label=pl.Series(label), later=pl.Series(next_one))
         )
     full = pl.concat(frames)
-    n = len(target_users)
-    recall = {name: {f"@{d}": round(h / n, 4) for d, h in per.items()} for name, per in hits.items()}
-    stats = {
-        "users": len(users_all),
-        "targets": n,
-        "pairs": full.height,
-        "pairs_per_user": round(full.height / max(len(users_all), 1), 1),
-        "candidate_recall": {"merged": round(int(full["label"].sum()) / max(n, 1), 4), **recall},
+    hits["merged"] = {0: int(full["label"].sum())}
+    counts = {"users": len(users_all), "targets": len(target_users), "pairs": full.height}
+    return full, counts, hits
+
+
+def _label_stats(counts: dict[str, int], hits: dict[str, dict[int, int]]) -> dict[str, Any]:
+    """``label_frame``'s report from its counts: the share of targets among each source's best N
+    items and among the merged candidates (``hits["merged"][0]``)."""
+    n = max(counts["targets"], 1)
+    recall = {
+        name: {f"@{d}": round(h / n, 4) for d, h in per.items()}
+        for name, per in hits.items()
+        if name != "merged"
     }
-    return full, stats
+    return {
+        **counts,
+        "pairs_per_user": round(counts["pairs"] / max(counts["users"], 1), 1),
+        "candidate_recall": {"merged": round(hits["merged"][0] / n, 4), **recall},
+    }
+
+
+def sampled_users(config: RecommenderConfig, target_users: np.ndarray) -> np.ndarray:
+    """The user rows whose labels the ranker learns from: every target user, or a seeded sample of
+    ``config.label_users`` of them."""
+    users = np.unique(target_users)
+    if 0 < config.label_users < len(users):
+        users = np.sort(np.random.default_rng(0).choice(users, config.label_users, replace=False))
+    return users
 
 
 def _later_matrix(data: TrainData, later: Split | None, users: np.ndarray) -> Any:
@@ -142,28 +177,106 @@ def ranker_frames(
     n_folds = label_folds(dataset, config)
     if fold_configs is not None and len(fold_configs) != n_folds:
         raise ConfigError(f"{len(fold_configs)} fold configs for {n_folds} label folds")
+    n_groups = label_groups(dataset, config)
     for fold in range(n_folds):
-        t0 = time.perf_counter()
         if fold_configs is not None:
             config = fold_configs[fold]
-        label_data, fold_split = fold_data(dataset, fold, config.split_kind)
-        scorers = fit_scorers(config, label_data, progress)
-        side = ItemSide.from_scorers(label_data, scorers, config.embeddings_from, config.count_features)
-        times["fit_scorers_labels"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
         later = label_split(dataset, fold - 1, config.split_kind)[1] if fold else None
-        frame, stats[f"fold {fold}"] = label_frame(config, scorers, label_data, fold_split, side, later)
+        if n_groups == 1:
+            t0 = time.perf_counter()
+            label_data, fold_split = fold_data(dataset, fold, config.split_kind)
+            scorers = fit_scorers(config, label_data, progress)
+            side = ItemSide.from_scorers(label_data, scorers, config.embeddings_from, config.count_features)
+            times["fit_scorers_labels"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            frame, stats[f"fold {fold}"] = label_frame(config, scorers, label_data, fold_split, side, later)
+            times["candidates_features"] += time.perf_counter() - t0
+            n_users = label_data.n_users
+        else:
+            frame, stats[f"fold {fold}"], n_users = _grouped_frame(
+                dataset, config, fold, n_groups, later, times, progress
+            )
         # A query is one (fold, user): rows of different folds never share a LambdaRank group;
         # ``person`` keeps the user, whose folds cross-fitting keeps together.
         frames.append(
             frame.with_columns(
-                pl.col("user").cast(pl.Int64) + fold * (label_data.n_users + 1),
+                pl.col("user").cast(pl.Int64) + fold * (n_users + 1),
                 person=pl.col("user").cast(pl.Int64),
                 fold=pl.lit(fold, pl.Int8),
             )
         )
-        times["candidates_features"] += time.perf_counter() - t0
     return pl.concat(frames), stats, times
+
+
+def label_groups(dataset: Dataset, config: RecommenderConfig) -> int:
+    """``config.label_groups``, or 1 for a temporal split (there the other users' later events are
+    the future)."""
+    temporal = config.split_kind == "temporal" or (config.split_kind == "auto" and dataset.has_timestamps)
+    if temporal and config.label_groups > 1:
+        log.info(
+            "temporal split: scorers for the labels see the events before the cut only (label_groups = 1)"
+        )
+        return 1
+    return config.label_groups
+
+
+def assign_groups(users: np.ndarray, n_rows: int, n_groups: int) -> np.ndarray:
+    """(n_rows,) each of ``users``' label group, in a seeded random order (−1 for other rows)."""
+    group_of = np.full(n_rows, -1, np.int64)
+    group_of[np.random.default_rng(0).permutation(users)] = np.arange(len(users)) % n_groups
+    return group_of
+
+
+def _grouped_frame(
+    dataset: Dataset,
+    config: RecommenderConfig,
+    fold: int,
+    n_groups: int,
+    later: Split | None,
+    times: dict[str, float],
+    progress: bool,
+) -> tuple[pl.DataFrame, dict[str, Any], int]:
+    """Label fold ``fold``'s frame with the labelled users in ``n_groups`` groups: the scorers that
+    give a group its features are fitted on that group's histories before their labels and on every
+    other user's history as the test split holds it (all but the last event), so they have learned
+    from as much as the scorers the ranker meets at test time, and never from a label they are
+    asked about. Returns the frame (rows by user, then item), its report, and the number of users."""
+    t0 = time.perf_counter()
+    _, fold_split = label_split(dataset, fold, config.split_kind)
+    base = make_split(dataset, "test", "leave-one-out").train  # every user but their last event
+    everyone = TrainData.from_split(dataset, fold_split)
+    users = sampled_users(config, everyone.target_pairs(fold_split)[0])
+    group_of = assign_groups(users, everyone.n_users, n_groups)
+    times["fit_scorers_labels"] += time.perf_counter() - t0
+    frames, counts = [], {"users": 0, "targets": 0, "pairs": 0}
+    hits: dict[str, dict[int, int]] = {}
+    for g in range(n_groups):
+        t0 = time.perf_counter()
+        mine = users[group_of[users] == g]
+        ids = everyone.users.ids.gather(mine)
+        train = pl.concat(
+            [
+                fold_split.train.filter(pl.col("user_id").is_in(ids.implode())),
+                base.filter(~pl.col("user_id").is_in(ids.implode())).select(fold_split.train.columns),
+            ]
+        )
+        split = Split(name="valid", train=train, targets=fold_split.targets, protocol=fold_split.protocol)
+        data = TrainData.from_split(dataset, split)
+        scorers = fit_scorers(config, data, progress)
+        side = ItemSide.from_scorers(data, scorers, config.embeddings_from, config.count_features)
+        times["fit_scorers_labels"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        frame, part, found = _label_frame(config, scorers, data, split, side, later, mine)
+        frames.append(frame)
+        for key in counts:
+            counts[key] += part[key]
+        for name, per in found.items():
+            total = hits.setdefault(name, dict.fromkeys(per, 0))
+            for depth, h in per.items():
+                total[depth] += h
+        times["candidates_features"] += time.perf_counter() - t0
+    frame = pl.concat(frames).sort("user", "item", maintain_order=True)
+    return frame, {**_label_stats(counts, hits), "groups": n_groups}, everyone.n_users
 
 
 def model_features(config: RecommenderConfig) -> list[str]:

@@ -16,7 +16,7 @@ from recsys.errors import ArtifactError, ConfigError
 from recsys.evaluation import evaluate
 from recsys.rank.features import ItemSide, feature_names
 from recsys.rank.rules import Filters
-from recsys.rank.training import label_frame, ranker_frames, train_recommender
+from recsys.rank.training import assign_groups, label_frame, ranker_frames, train_recommender
 from recsys.recommender import HybridScorer, RecommenderConfig, fit_scorers
 from recsys.scorers import build_scorer
 
@@ -54,15 +54,17 @@ def test_hybrid_beats_every_single_scorer_on_the_synthetic_shop(trained, config)
     assert hybrid > max(singles.values()), (hybrid, singles)
 
 
-def _mutate_after_labels(dataset: Dataset, fold: int) -> Dataset:
-    """Every event from the fold's label onwards replaced by another item: what features must not see."""
+def _mutate_after_labels(dataset: Dataset, fold: int, users: pl.Series | None = None) -> Dataset:
+    """Every event from the fold's label onwards (fold −1: the last event alone) replaced by another
+    item, for ``users`` (default: everyone): what features must not see."""
     n = pl.len().over("user_id")
     items = dataset.items["item_id"]
     shifted = items.to_frame("item_id").with_columns(other=items.shift(-7, fill_value=items[0]))
+    chosen = pl.lit(True) if users is None else pl.col("user_id").is_in(users.implode())
     mutated = (
         dataset.interactions.join(shifted, on="item_id", how="left")
         .with_columns(
-            pl.when(pl.col("seq") >= n - 2 - fold)
+            pl.when((pl.col("seq") >= n - 2 - fold) & chosen)
             .then(pl.col("other"))
             .otherwise(pl.col("item_id"))
             .alias("item_id")
@@ -87,6 +89,43 @@ def test_features_never_see_the_label(synthetic, config, fold):
     # Same candidates and features; only the labels differ (the targets moved).
     assert original.drop("label").equals(mutated.drop("label"))
     assert not original["label"].equals(mutated["label"])
+
+
+@pytest.mark.parametrize("fold", [0, 1])
+def test_grouped_features_see_other_users_later_events_but_never_the_users_own(synthetic, config, fold):
+    grouped = dataclasses.replace(config, label_groups=2, label_folds=fold + 1)
+    data = TrainData.from_split(synthetic, leave_one_out(synthetic, "test"))
+    _, split = label_split(synthetic, fold, "leave-one-out")
+    users = np.unique(data.target_pairs(split)[0])
+    group = assign_groups(users, data.n_users, 2)
+    assert sorted(np.bincount(group[users])) == [len(users) // 2, len(users) - len(users) // 2]
+    first = np.flatnonzero(group == 0)
+
+    def frames(dataset: Dataset) -> tuple[pl.DataFrame, pl.DataFrame]:
+        frame = ranker_frames(dataset, grouped)[0].filter(pl.col("fold") == fold)
+        mine = pl.col("person").is_in(pl.Series(first).implode())
+        return frame.filter(mine), frame.filter(~mine)
+
+    own, others = frames(synthetic)
+    own_mutated, others_mutated = frames(_mutate_after_labels(synthetic, fold, data.users.ids.gather(first)))
+    # Group 0's events from their labels on changed: their candidates and features did not, their
+    # labels did; group 1's scorers learned from those events, so their features moved.
+    assert own.drop("label", "later").equals(own_mutated.drop("label", "later"))
+    assert not own["label"].equals(own_mutated["label"])
+    assert not others.drop("label", "later").equals(others_mutated.drop("label", "later"))
+
+
+def test_grouped_labels_never_learn_from_a_test_event(synthetic, config):
+    grouped = dataclasses.replace(config, label_groups=3)
+    original, stats, _ = ranker_frames(synthetic, grouped)
+    mutated, _, _ = ranker_frames(_mutate_after_labels(synthetic, -1), grouped)
+    assert original.equals(mutated)
+    assert stats["fold 0"]["groups"] == 3 and stats["fold 0"]["users"] == original["person"].n_unique()
+    # Groups change what the scorers learn from, not whose labels the ranker learns.
+    plain, _, _ = ranker_frames(synthetic, config)
+    assert plain["user"].unique().sort().equals(original["user"].unique().sort())
+    with pytest.raises(ConfigError, match="label_groups"):
+        dataclasses.replace(config, label_groups=0)
 
 
 def test_later_marks_each_users_next_event_and_is_no_feature(synthetic, config):
