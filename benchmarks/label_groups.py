@@ -27,67 +27,21 @@ and results are kept under `<work>/frames/groups/`, so a repeated run reads them
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS
 
-import polars as pl
 from _machine import machine
-from ranker_settings import METRICS, _write_parquet, run_setting, test_frame
-from ranker_variants import _configs, _train_missing
+from ranker_settings import METRICS, run_setting, shifted_frames
 
 from pipelines.train import TrainJob
-from recsys.data import Dataset, label_split, load_amazon_scientific
+from recsys.data import load_amazon_scientific
 from recsys.evaluation.report import write_json
 from recsys.evaluation.stats import paired_bootstrap
-from recsys.rank.training import ranker_frames
-from recsys.recommender import RecommenderConfig
-
-
-def frames(
-    dataset: Dataset, job: TrainJob, work: Path, shift: int, groups: int
-) -> tuple[Dataset, RecommenderConfig, pl.DataFrame, pl.DataFrame, Path]:
-    """The judged dataset, the label config, the label folds' frame and the judged split's frame
-    (read from ``<work>/frames/groups/shift{shift}-g{groups}`` when kept there)."""
-    folder = work / "frames" / "groups" / f"shift{shift}-g{groups}"
-    configs = _configs(job, work, "labels", "folds3" if shift else "defaults")
-    configs = [dataclasses.replace(c, label_groups=groups, label_folds=2) for c in configs]
-    if shift:
-        _train_missing(dataset, job, [dataclasses.replace(c, label_folds=3) for c in configs], "labels")
-        judged, _ = label_split(dataset, 1, "leave-one-out")  # every user's last event dropped
-        label_configs, test_config = configs[1:], configs[0]
-    else:
-        judged, label_configs = dataset, configs
-        (test_config,) = _configs(job, work, "test", "defaults")
-        _train_missing(dataset, job, [test_config], "test")
-    labels_path = folder / "labels.parquet"
-    test_path = work / "frames" / "groups" / f"shift{shift}-test.parquet"  # the same for every G
-    defaults = work / "frames" / "defaults"  # ranker_settings.py's frames: G = 1 at shift 0
-    if shift == 0 and (defaults / "test.parquet").exists():
-        test_path = defaults / "test.parquet"
-        if groups == 1 and (defaults / "labels.parquet").exists():
-            folder, labels_path = defaults, defaults / "labels.parquet"
-    if labels_path.exists():
-        labels = pl.read_parquet(labels_path)
-    else:
-        t0 = time.perf_counter()
-        labels, stats, _ = ranker_frames(judged, label_configs[0], fold_configs=label_configs)
-        seconds = time.perf_counter() - t0
-        print(f"label frames, {groups} group(s): {labels.height} rows ({seconds:.0f} s)", flush=True)
-        print(json.dumps(stats), flush=True)
-        _write_parquet(labels, labels_path)
-    if test_path.exists():
-        test = pl.read_parquet(test_path)
-    else:
-        test = test_frame(judged, test_config)
-        _write_parquet(test, test_path)
-    return judged, label_configs[0], labels, test, folder
 
 
 def main() -> int:
@@ -106,7 +60,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     first = None
     for groups in args.groups:
-        judged, config, labels, test, folder = frames(dataset, job, args.work, args.shift, groups)
+        judged, config, labels, test, folder = shifted_frames(dataset, job, args.work, args.shift, groups)
         kept, per_user = run_setting(judged, config, {}, labels, test, folder)
         # run_setting's "test" is the judged split (validation at shift 1); its "validation" the
         # ranker's out-of-fold figures over the label folds

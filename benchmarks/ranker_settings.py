@@ -21,6 +21,13 @@ test split's Recall@10, NDCG@10, Recall@50, NDCG@50 over all its users, full ran
 outside the candidates is a miss at 10 and 50, as in the hybrid, whose other items rank below
 every candidate), with the NDCG@10 gain over the first setting and its paired bootstrap 95%
 interval. Writes benchmarks/results/ranker_settings.json.
+
+`--shift 1` runs the same comparison one event earlier, so that settings are chosen on
+validation in the regime the test is scored in: every user's last event is dropped, the ranker
+learns from label folds 1 and 2, and the "test" figures are those of each user's validation
+event with every scorer fitted on the histories before it (fold 2's encoder and SASRec are
+trained on first use; frames kept under `<work>/frames/groups/`, shared with
+`benchmarks/label_groups.py`).
 """
 
 from __future__ import annotations
@@ -45,12 +52,13 @@ from ranker_variants import _configs, _train_missing, _variant
 from pipelines.train import TrainJob, test_recommender
 from recsys.atomic import atomic_writer
 from recsys.config import make_config
-from recsys.data import load_amazon_scientific
+from recsys.data import Dataset, label_split, load_amazon_scientific
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.evaluation.report import write_json
 from recsys.evaluation.stats import paired_bootstrap
 from recsys.rank.ranker import Ranker, RankerConfig
 from recsys.rank.training import ranker_frames, train_ranker
+from recsys.recommender import RecommenderConfig
 
 KS = (10, 50)
 # Part of every kept setting's key: results kept before the scheme changed are not read back
@@ -85,6 +93,49 @@ def build_frames(dataset: Any, job: TrainJob, work: Path, variant: str) -> tuple
     _write_parquet(labels, labels_path)
     _write_parquet(test, test_path)
     return labels, test
+
+
+def shifted_frames(
+    dataset: Dataset, job: TrainJob, work: Path, shift: int, groups: int
+) -> tuple[Dataset, RecommenderConfig, pl.DataFrame, pl.DataFrame, Path]:
+    """The judged dataset, the label config, the label folds' frame and the judged split's frame,
+    for label groups ``groups`` (``recommender.label_groups``) and ``shift`` 0 (labels from folds 0
+    and 1, judged on test) or 1 (every user's last event dropped: labels from folds 1 and 2, judged
+    on the validation event with every scorer fitted on the histories before it); read from
+    ``<work>/frames/groups/shift{shift}-g{groups}`` when kept there."""
+    folder = work / "frames" / "groups" / f"shift{shift}-g{groups}"
+    configs = _configs(job, work, "labels", "folds3" if shift else "defaults")
+    configs = [dataclasses.replace(c, label_groups=groups, label_folds=2) for c in configs]
+    if shift:
+        _train_missing(dataset, job, [dataclasses.replace(c, label_folds=3) for c in configs], "labels")
+        judged, _ = label_split(dataset, 1, "leave-one-out")  # every user's last event dropped
+        label_configs, test_config = configs[1:], configs[0]
+    else:
+        judged, label_configs = dataset, configs
+        (test_config,) = _configs(job, work, "test", "defaults")
+        _train_missing(dataset, job, [test_config], "test")
+    labels_path = folder / "labels.parquet"
+    test_path = work / "frames" / "groups" / f"shift{shift}-test.parquet"  # the same for every G
+    defaults = work / "frames" / "defaults"  # ranker_settings.py's frames: G = 1 at shift 0
+    if shift == 0 and (defaults / "test.parquet").exists():
+        test_path = defaults / "test.parquet"
+        if groups == 1 and (defaults / "labels.parquet").exists():
+            folder, labels_path = defaults, defaults / "labels.parquet"
+    if labels_path.exists():
+        labels = pl.read_parquet(labels_path)
+    else:
+        t0 = time.perf_counter()
+        labels, stats, _ = ranker_frames(judged, label_configs[0], fold_configs=label_configs)
+        seconds = time.perf_counter() - t0
+        print(f"label frames, {groups} group(s): {labels.height} rows ({seconds:.0f} s)", flush=True)
+        print(json.dumps(stats), flush=True)
+        _write_parquet(labels, labels_path)
+    if test_path.exists():
+        test = pl.read_parquet(test_path)
+    else:
+        test = test_frame(judged, test_config)
+        _write_parquet(test, test_path)
+    return judged, label_configs[0], labels, test, folder
 
 
 def test_frame(dataset: Any, config: Any) -> pl.DataFrame:
@@ -175,20 +226,32 @@ def main() -> int:
     ap.add_argument("settings", nargs="+", help="JSON objects of ranker options over the defaults")
     ap.add_argument("--work", type=Path, required=True, help="the <out>.work folder of a recsys train")
     ap.add_argument("--variant", type=_variant, default="defaults", help="scorer variant")
+    ap.add_argument(
+        "--shift",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="1: judge on the validation event instead of test (every user's last event dropped, "
+        "labels from folds 1 and 2; the defaults' scorers only)",
+    )
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data/amazon-scientific"))
     ap.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "ranker_settings.json")
     args = ap.parse_args()
     settings = [json.loads(s) for s in args.settings]
     dataset = load_amazon_scientific(args.data_dir)
     job = TrainJob.from_config({}, args.work)
-    labels, test = build_frames(dataset, job, args.work, args.variant)
-    base_config = _configs(job, args.work, "labels", args.variant)[0]
+    if args.shift:
+        if args.variant != "defaults":
+            raise SystemExit("--shift 1 takes the defaults' scorers only (no --variant)")
+        dataset, base_config, labels, test, folder = shifted_frames(dataset, job, args.work, 1, 1)
+    else:
+        labels, test = build_frames(dataset, job, args.work, args.variant)
+        base_config = _configs(job, args.work, "labels", args.variant)[0]
+        folder = args.work / "frames" / args.variant
     results, first = {}, None
     for options in settings:
         key = json.dumps(options, sort_keys=True)
-        row, per_user = run_setting(
-            dataset, base_config, options, labels, test, args.work / "frames" / args.variant
-        )
+        row, per_user = run_setting(dataset, base_config, options, labels, test, folder)
         if first is None:
             first = per_user
         else:
