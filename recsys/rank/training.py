@@ -142,10 +142,14 @@ def _later_matrix(data: TrainData, later: Split | None, users: np.ndarray) -> An
     return matrix
 
 
+def _temporal(dataset: Dataset, config: RecommenderConfig) -> bool:
+    """Whether ``config``'s labels are held out by a temporal split of ``dataset``."""
+    return config.split_kind == "temporal" or (config.split_kind == "auto" and dataset.has_timestamps)
+
+
 def label_folds(dataset: Dataset, config: RecommenderConfig) -> int:
     """``config.label_folds``, or 1 for a temporal split (it has one validation window)."""
-    temporal = config.split_kind == "temporal" or (config.split_kind == "auto" and dataset.has_timestamps)
-    if temporal and config.label_folds > 1:
+    if _temporal(dataset, config) and config.label_folds > 1:
         log.info("temporal split: the ranker learns from the validation window only (label_folds = 1)")
         return 1
     return config.label_folds
@@ -211,8 +215,7 @@ def ranker_frames(
 def label_groups(dataset: Dataset, config: RecommenderConfig) -> int:
     """``config.label_groups``, or 1 for a temporal split (there the other users' later events are
     the future)."""
-    temporal = config.split_kind == "temporal" or (config.split_kind == "auto" and dataset.has_timestamps)
-    if temporal and config.label_groups > 1:
+    if _temporal(dataset, config) and config.label_groups > 1:
         log.info(
             "temporal split: scorers for the labels see the events before the cut only (label_groups = 1)"
         )
