@@ -27,7 +27,7 @@ validation in the regime the test is scored in: every user's last event is dropp
 learns from label folds 1 and 2, and the "test" figures are those of each user's validation
 event with every scorer fitted on the histories before it (fold 2's encoder and SASRec are
 trained on first use; frames kept under `<work>/frames/groups/`, shared with
-`benchmarks/label_groups.py`).
+`benchmarks/label_groups.py`; with `--variant`, under `<work>/frames/groups/<variant>/`).
 """
 
 from __future__ import annotations
@@ -96,15 +96,18 @@ def build_frames(dataset: Any, job: TrainJob, work: Path, variant: str) -> tuple
 
 
 def shifted_frames(
-    dataset: Dataset, job: TrainJob, work: Path, shift: int, groups: int
+    dataset: Dataset, job: TrainJob, work: Path, shift: int, groups: int, variant: str = "defaults"
 ) -> tuple[Dataset, RecommenderConfig, pl.DataFrame, pl.DataFrame, Path]:
     """The judged dataset, the label config, the label folds' frame and the judged split's frame,
     for label groups ``groups`` (``recommender.label_groups``) and ``shift`` 0 (labels from folds 0
     and 1, judged on test) or 1 (every user's last event dropped: labels from folds 1 and 2, judged
-    on the validation event with every scorer fitted on the histories before it); read from
-    ``<work>/frames/groups/shift{shift}-g{groups}`` when kept there."""
-    folder = work / "frames" / "groups" / f"shift{shift}-g{groups}"
-    configs = _configs(job, work, "labels", "folds3" if shift else "defaults")
+    on the validation event with every scorer fitted on the histories before it), with the scorers
+    of ``variant`` (``ranker_variants.py``'s); read from ``<work>/frames/groups/shift{shift}-g{groups}``
+    (``groups/<variant>/...`` for another variant) when kept there."""
+    root = work / "frames" / "groups" / ("" if variant == "defaults" else variant)
+    folder = root / f"shift{shift}-g{groups}"
+    parts = [p for p in variant.split("+") if p != "defaults"]
+    configs = _configs(job, work, "labels", "+".join((["folds3"] if shift else ["defaults"]) + parts))
     configs = [dataclasses.replace(c, label_groups=groups, label_folds=2) for c in configs]
     if shift:
         _train_missing(dataset, job, [dataclasses.replace(c, label_folds=3) for c in configs], "labels")
@@ -112,11 +115,11 @@ def shifted_frames(
         label_configs, test_config = configs[1:], configs[0]
     else:
         judged, label_configs = dataset, configs
-        (test_config,) = _configs(job, work, "test", "defaults")
+        (test_config,) = _configs(job, work, "test", variant)
         _train_missing(dataset, job, [test_config], "test")
     labels_path = folder / "labels.parquet"
-    test_path = work / "frames" / "groups" / f"shift{shift}-test.parquet"  # the same for every G
-    defaults = work / "frames" / "defaults"  # ranker_settings.py's frames: G = 1 at shift 0
+    test_path = root / f"shift{shift}-test.parquet"  # the same for every G
+    defaults = work / "frames" / variant  # ranker_settings.py's frames: G = 1 at shift 0
     if shift == 0 and (defaults / "test.parquet").exists():
         test_path = defaults / "test.parquet"
         if groups == 1 and (defaults / "labels.parquet").exists():
@@ -232,7 +235,7 @@ def main() -> int:
         choices=(0, 1),
         default=0,
         help="1: judge on the validation event instead of test (every user's last event dropped, "
-        "labels from folds 1 and 2; the defaults' scorers only)",
+        "labels from folds 1 and 2)",
     )
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data/amazon-scientific"))
     ap.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "ranker_settings.json")
@@ -241,9 +244,8 @@ def main() -> int:
     dataset = load_amazon_scientific(args.data_dir)
     job = TrainJob.from_config({}, args.work)
     if args.shift:
-        if args.variant != "defaults":
-            raise SystemExit("--shift 1 takes the defaults' scorers only (no --variant)")
-        dataset, base_config, labels, test, folder = shifted_frames(dataset, job, args.work, 1, 1)
+        shifted = shifted_frames(dataset, job, args.work, 1, 1, args.variant)
+        dataset, base_config, labels, test, folder = shifted
     else:
         labels, test = build_frames(dataset, job, args.work, args.variant)
         base_config = _configs(job, args.work, "labels", args.variant)[0]

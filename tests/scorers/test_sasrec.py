@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from recsys.errors import ConfigError
 from recsys.evaluation import evaluate
 from recsys.scorers import build_scorer
+from recsys.scorers.lexical import LexicalScorer
 from recsys.scorers.sasrec import SASRecConfig, SASRecModel
 
 FAST = {"epochs": 8, "dim": 32, "threads": 1}
@@ -115,3 +117,38 @@ def test_heads_constrain_dim_only_for_attention(loo_test):
     np.testing.assert_array_equal(restored.score(np.arange(5)), gru.score(np.arange(5)))
     with pytest.raises(ConfigError, match="dim and layers must be positive"):
         SASRecConfig(architecture="gru", dim=0)
+
+
+def test_item_vectors_add_the_weighted_vectors_of_their_words():
+    words = sp.csr_matrix(np.array([[0.6, 0.8, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
+    model = SASRecModel(4, SASRecConfig(dim=8, heads=2), words=words)
+    table = model.item_table()
+    assert model.word_vectors is not None and model.word_vectors.shape == (3, 8)
+    assert torch.equal(table[0], torch.zeros(8))  # padding stays zero
+    dense = torch.as_tensor(words.toarray(), dtype=torch.float32)
+    torch.testing.assert_close(table[1:], model.items.weight[1:] + dense @ model.word_vectors)
+    # an item without words keeps its ID vector; every word gets a gradient through its items
+    torch.testing.assert_close(table[3], model.items.weight[3])
+    table.sum().backward()
+    assert model.word_vectors.grad is not None
+    assert bool((model.word_vectors.grad.abs().sum(1) > 0).all())
+    with pytest.raises(ConfigError, match="word weights for 3 items, not 4"):
+        SASRecModel(4, SASRecConfig(dim=8, heads=2), words=words[:3])
+
+
+def test_words_are_learned_and_round_trip_through_checkpoint_and_state(loo_test, tmp_path):
+    _, data = loo_test
+    words = build_scorer("sasrec", {**FAST, "text": False, "words": True}).fit(data)
+    plain = build_scorer("sasrec", {**FAST, "text": False}).fit(data)
+    users = np.arange(25)
+    assert not np.allclose(plain.score(users), words.score(users))
+    learned = words.model.word_vectors
+    assert learned is not None and learned.shape[0] == LexicalScorer().fit(data).vectors.shape[1]
+    path = words.save_checkpoint(tmp_path / "sasrec.pt")
+    loaded = build_scorer("sasrec", {"checkpoint": str(path)}).fit(data)
+    assert loaded.config.words and not loaded.config.text
+    np.testing.assert_array_equal(loaded.score(users), words.score(users))
+    state = {k: np.array(v) for k, v in words.get_state().items()}
+    restored = build_scorer("sasrec").set_state(state, data)
+    assert restored.config.words
+    np.testing.assert_array_equal(restored.score(users), words.score(users))
