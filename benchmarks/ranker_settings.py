@@ -28,6 +28,9 @@ learns from label folds 1 and 2, and the "test" figures are those of each user's
 event with every scorer fitted on the histories before it (fold 2's encoder and SASRec are
 trained on first use; frames kept under `<work>/frames/groups/`, shared with
 `benchmarks/label_groups.py`; with `--variant`, under `<work>/frames/groups/<variant>/`).
+
+`--against VARIANT` compares scorer variants: the first setting runs over that variant's frames
+too, and every gain is reported against it (e.g. `--variant sasrec-words --against defaults '{}'`).
 """
 
 from __future__ import annotations
@@ -239,26 +242,39 @@ def main() -> int:
     )
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data/amazon-scientific"))
     ap.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "ranker_settings.json")
+    ap.add_argument(
+        "--against",
+        type=_variant,
+        help="a second scorer variant (e.g. defaults): the first setting also runs over its frames, "
+        "and each setting's gain is reported against that",
+    )
     args = ap.parse_args()
     settings = [json.loads(s) for s in args.settings]
     dataset = load_amazon_scientific(args.data_dir)
     job = TrainJob.from_config({}, args.work)
-    if args.shift:
-        shifted = shifted_frames(dataset, job, args.work, 1, 1, args.variant)
-        dataset, base_config, labels, test, folder = shifted
-    else:
-        labels, test = build_frames(dataset, job, args.work, args.variant)
-        base_config = _configs(job, args.work, "labels", args.variant)[0]
-        folder = args.work / "frames" / args.variant
+
+    def frames(variant: str) -> tuple[Dataset, RecommenderConfig, pl.DataFrame, pl.DataFrame, Path]:
+        if args.shift:
+            return shifted_frames(load_amazon_scientific(args.data_dir), job, args.work, 1, 1, variant)
+        labels, test = build_frames(dataset, job, args.work, variant)
+        base = _configs(job, args.work, "labels", variant)[0]
+        return dataset, base, labels, test, args.work / "frames" / variant
+
     results, first = {}, None
+    if args.against:
+        other, other_config, other_labels, other_test, other_folder = frames(args.against)
+        row, first = run_setting(other, other_config, settings[0], other_labels, other_test, other_folder)
+        results[f"{args.against}: {json.dumps(settings[0], sort_keys=True)}"] = row
+        print(args.against, row, flush=True)
+    judged, base_config, labels, test, folder = frames(args.variant)
     for options in settings:
         key = json.dumps(options, sort_keys=True)
-        row, per_user = run_setting(dataset, base_config, options, labels, test, folder)
+        row, per_user = run_setting(judged, base_config, options, labels, test, folder)
         if first is None:
             first = per_user
-        else:
+        if per_user is not first:
             for part, metric in (("test", "ndcg@10"), ("validation", "oof_fold0")):
-                if metric in first and metric in per_user:
+                if metric in first and metric in per_user and len(first[metric]) == len(per_user[metric]):
                     gain = paired_bootstrap(per_user[metric], first[metric])
                     row[part][f"{metric.replace('oof_', '')}_gain_over_first"] = [
                         round(gain[k], 4) for k in ("mean_difference", "low", "high")

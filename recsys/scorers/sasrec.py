@@ -70,8 +70,10 @@ class SASRecConfig:
     text: bool = True  # add a projection of each item's frozen text embedding to its ID embedding
     text_model_path: str | None = None  # None: the packaged all-MiniLM-L6-v2
     # Add a learned vector per word of the item's text, TF-IDF weighted (the lexical scorer's
-    # vocabulary). Validation NDCG@10 0.0898 / 0.0900 against 0.0865 / 0.0869 without (seeds 0 / 1,
-    # Recall@10 0.1382 / 0.1368 against 0.1333 / 0.1318; benchmarks/RESULTS.md, issue 4).
+    # vocabulary). Alone on Amazon Scientific's validation split NDCG@10 0.0901 / 0.0879 against
+    # 0.0865 / 0.0869 (seeds 0 / 1); in the hybrid level: the validation event +0.0005 (95% interval
+    # −0.0007 to +0.0018), the labels out of fold 0.1062 against 0.1068 (benchmarks/RESULTS.md,
+    # issue 4). Off: the ranker already reads the words through seqlinear's text prior.
     words: bool = False
     cache_dir: str | None = None  # text embedding cache; None: $RECSYS_CACHE_DIR or ~/.cache/recsys
     checkpoint: str | None = None  # load this trained model instead of training
