@@ -331,6 +331,13 @@ class SASRecScorer(Scorer):
             nnz, vocabulary = len(state["word_weight"]), state["word_vectors"].shape[0]
             model.init_words(torch.zeros(2, nnz, dtype=torch.long), torch.zeros(nnz), vocabulary)
         model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+        if arch["words"]:
+            # The sparse product trusts its indices (no invariant checks): a damaged file must
+            # fail here, not read out of bounds.
+            rows, cols = model.word_index  # type: ignore[misc]
+            inside = bool(((rows >= 1) & (rows <= n_items) & (cols >= 0) & (cols < vocabulary)).all())
+            if not inside or not bool((torch.diff(rows * vocabulary + cols) > 0).all()):
+                raise ArtifactError("sasrec: the saved word weights do not index its items and words")
         self._set_model(model)
 
     def _set_model(self, model: SASRecModel) -> None:

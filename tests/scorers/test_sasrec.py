@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from recsys.errors import ConfigError
+from recsys.errors import ArtifactError, ConfigError
 from recsys.evaluation import evaluate
 from recsys.scorers import build_scorer
 from recsys.scorers.lexical import LexicalScorer
@@ -152,3 +152,12 @@ def test_words_are_learned_and_round_trip_through_checkpoint_and_state(loo_test,
     restored = build_scorer("sasrec").set_state(state, data)
     assert restored.config.words
     np.testing.assert_array_equal(restored.score(users), words.score(users))
+
+
+def test_damaged_word_weights_are_refused_on_load(loo_test):
+    _, data = loo_test
+    words = build_scorer("sasrec", {**FAST, "epochs": 1, "text": False, "words": True}).fit(data)
+    state = {k: np.array(v) for k, v in words.get_state().items()}
+    state["w:word_index"][0, -1] = data.n_items + 5  # an item beyond the catalogue
+    with pytest.raises(ArtifactError, match="word weights"):
+        build_scorer("sasrec").set_state(state, data)
