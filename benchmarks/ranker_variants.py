@@ -26,7 +26,8 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `sasrec-avg2`: SASRec's score and rank from the mean of two models' scores, seeds 0 and 1
   (the seed-1 checkpoints as `sasrec-seed1`'s), instead of one model's;
 - `sasrec-words`: SASRec with a learned vector per word of the item text (`sasrec.words`), its
-  checkpoints trained on first use (`sasrec_words*.pt`);
+  checkpoints trained on first use (`sasrec_words*.pt`); `sasrec-words-extra`: that model beside
+  the plain one, as one more scorer (features only);
 - `sasrec-shared`: one SASRec for every label fold, trained on the histories before all of them
   (`recsys train` before it trained one per fold), instead of one per fold;
 - `single`, `ensemble5`: one LambdaRank model, or five, early-stopped on one 15% holdout of the
@@ -131,6 +132,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sasrec-seed1": {"scorers": {"sasrec_seed1": {"model": "sasrec", "stem": "sasrec_seed1"}}},
     "sasrec-avg2": {"scorers": {"sasrec": {"model": "sasrec_avg"}}},
     "sasrec-words": {"scorers": {"sasrec": {"words": True, "stem": "sasrec_words"}}},
+    "sasrec-words-extra": {
+        "scorers": {"sasrec_words": {"model": "sasrec", "words": True, "stem": "sasrec_words"}}
+    },
     "sasrec-shared": {"shared": {"sasrec": True}},
     "gru": {"scorers": {"gru": {"model": "sasrec", "architecture": "gru", "layers": 1, "stem": "gru"}}},
     "gru50": {
@@ -170,7 +174,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         }
     },
 }
-SEEDS = {"sasrec": 0, "sasrec_seed1": 1, "gru": 0}
+SEEDS = {"sasrec": 0, "sasrec_seed1": 1, "gru": 0, "sasrec_words": 0}
 
 
 class SeedAverage(Scorer):
