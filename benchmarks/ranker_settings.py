@@ -122,11 +122,11 @@ def shifted_frames(
         _train_missing(dataset, job, [test_config], "test")
     labels_path = folder / "labels.parquet"
     test_path = root / f"shift{shift}-test.parquet"  # the same for every G
-    defaults = work / "frames" / variant  # ranker_settings.py's frames: G = 1 at shift 0
-    if shift == 0 and (defaults / "test.parquet").exists():
-        test_path = defaults / "test.parquet"
-        if groups == 1 and (defaults / "labels.parquet").exists():
-            folder, labels_path = defaults, defaults / "labels.parquet"
+    plain = work / "frames" / variant  # ranker_settings.py's frames: G = 1 at shift 0
+    if shift == 0 and (plain / "test.parquet").exists():
+        test_path = plain / "test.parquet"
+        if groups == 1 and (plain / "labels.parquet").exists():
+            folder, labels_path = plain, plain / "labels.parquet"
     if labels_path.exists():
         labels = pl.read_parquet(labels_path)
     else:
@@ -255,7 +255,7 @@ def main() -> int:
 
     def frames(variant: str) -> tuple[Dataset, RecommenderConfig, pl.DataFrame, pl.DataFrame, Path]:
         if args.shift:
-            return shifted_frames(load_amazon_scientific(args.data_dir), job, args.work, 1, 1, variant)
+            return shifted_frames(dataset, job, args.work, 1, 1, variant)
         labels, test = build_frames(dataset, job, args.work, variant)
         base = _configs(job, args.work, "labels", variant)[0]
         return dataset, base, labels, test, args.work / "frames" / variant
