@@ -20,6 +20,11 @@ transformer (GRU4Rec, Hidasi et al. 2016, trained with the full softmax as above
 model keeps a running summary where attention looks back at each item, so the two make different
 mistakes, and the ranker can weigh one against the other.
 
+New items (``with_items``, a shop's catalogue growing between trainings): with ``text``, an item
+added or edited after training gets its text's projection as its vector (a new item's ID
+embedding is zero: nothing learned of it yet), so the model ranks it by what its description shares
+with the items it knows instead of leaving it out; its words (``words``) count once it is retrained.
+
 ``checkpoint``: a file written by ``save_checkpoint`` (``recsys train`` trains one model on the
 histories before every ranker label and shares it across folds). ``fit`` then loads it instead of
 training, and scores whatever histories the data holds.
@@ -27,6 +32,7 @@ training, and scores whatever histories the data holds.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -208,6 +214,7 @@ class SASRecScorer(Scorer):
         self.model: SASRecModel | None = None
         self._table = torch.zeros(0)  # the model's item table, set with the model
         self.train_info: dict[str, Any] = {}
+        self._text_encoder: Any = None  # loaded on first use (``_encoder``)
 
     # ----- training ---------------------------------------------------------------------------
     def fit(self, data: TrainData) -> SASRecScorer:
@@ -265,13 +272,53 @@ class SASRecScorer(Scorer):
         if not self.config.text:
             return None
         from recsys.text.cache import cached_embeddings
-        from recsys.text.encoder import EncoderConfig, TextEncoder
 
-        encoder = TextEncoder(EncoderConfig(model_path=self.config.text_model_path))
         emb, _ = cached_embeddings(
-            encoder, data.item_text, self.config.cache_dir, progress=self.config.progress
+            self._encoder(), data.item_text, self.config.cache_dir, progress=self.config.progress
         )
         return torch.from_numpy(np.array(emb, dtype=np.float32))  # a writable copy of the cached array
+
+    def _encoder(self) -> Any:
+        """The frozen text encoder whose embeddings the model projects (loaded once)."""
+        from recsys.text.encoder import EncoderConfig, TextEncoder
+
+        if self._text_encoder is None:
+            self._text_encoder = TextEncoder(EncoderConfig(model_path=self.config.text_model_path))
+        return self._text_encoder
+
+    def with_items(self, data: TrainData, rows: np.ndarray) -> SASRecScorer:
+        """A copy over ``data``'s grown or changed catalogue: ``rows`` (new or edited items) get
+        their text's embedding, new items a zero ID embedding; edited items keep theirs, and lose
+        their word weights (their old words) until retrained. A model without text has nothing
+        to read a new item by: it stays as fitted (new items score ``-inf``)."""
+        if self.model is None or self.model.text_proj is None:
+            return self  # as ``Scorer.with_items``
+        rows = np.asarray(rows, dtype=np.int64)
+        old, n = self.n_items, data.n_items
+        if n < old:
+            raise ConfigError(f"sasrec: the catalogue shrank from {old} to {n} items")
+        model = copy.deepcopy(self.model)
+        with torch.no_grad():
+            ids = nn.Embedding(n + 1, model.items.embedding_dim, padding_idx=0)
+            ids.weight.zero_()
+            ids.weight[: old + 1] = model.items.weight
+            model.items = ids
+            text: torch.Tensor = model.text  # type: ignore[assignment]
+            grown = torch.zeros(n + 1, text.shape[1])
+            grown[: old + 1] = text
+            if len(rows):
+                embedded = self._encoder().encode([data.item_text[int(r)] for r in rows])
+                grown[torch.as_tensor(rows + 1)] = torch.as_tensor(embedded, dtype=torch.float32)
+            model.text = grown
+            if model.word_vectors is not None:
+                index: torch.Tensor = model.word_index  # type: ignore[assignment]
+                keep = ~torch.isin(index[0], torch.as_tensor(rows + 1))
+                model.word_index = index[:, keep].contiguous()
+                model.word_weight = model.word_weight[keep].contiguous()  # type: ignore[index]
+        out = copy.copy(self)
+        out._set_model(model)
+        out._data = data
+        return out
 
     def _word_weights(self, data: TrainData) -> sp.csr_matrix | None:
         if not self.config.words:

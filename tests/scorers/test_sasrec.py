@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 import scipy.sparse as sp
 import torch
@@ -161,3 +162,70 @@ def test_damaged_word_weights_are_refused_on_load(loo_test):
     state["w:word_index"][0, -1] = data.n_items + 5  # an item beyond the catalogue
     with pytest.raises(ArtifactError, match="word weights"):
         build_scorer("sasrec").set_state(state, data)
+
+
+def test_new_and_edited_items_are_scored_from_their_text(text_sasrec, loo_test):
+    from recsys.live import _extend_data, _merge_frames
+
+    _, data = loo_test
+    n = data.n_items
+    users = np.arange(30)
+    before = text_sasrec.score(users)
+    copy_of, edited = 3, 5
+    new_rows = data.item_frame[[copy_of]].with_columns(item_id=pl.lit("NEW-copy"))
+    edit = data.item_frame[[edited]].with_columns(title=pl.lit("an entirely different product"))
+    grown = _extend_data(data, _merge_frames(data.item_frame, pl.concat([new_rows, edit], how="diagonal")))
+    assert grown.n_items == n + 1
+    after = text_sasrec.with_items(grown, np.array([edited, n]))
+    scores = after.score(users)
+    assert scores.shape == (30, n + 1) and np.isfinite(scores[:, n]).all()
+    model = after.model
+    # the new item's vector is its text's projection alone: the copied item's, without its ID vector
+    table = model.item_table().detach()
+    old_table = text_sasrec.model.item_table().detach()
+    torch.testing.assert_close(
+        table[n + 1], old_table[copy_of + 1] - text_sasrec.model.items.weight[copy_of + 1]
+    )
+    # the edited item keeps its ID vector and reads its new text
+    torch.testing.assert_close(model.items.weight[edited + 1], text_sasrec.model.items.weight[edited + 1])
+    assert not torch.allclose(table[edited + 1], old_table[edited + 1])
+    # users who never had the edited item keep every old item's score
+    clean = np.array([edited not in data.history(int(u)) for u in users])
+    np.testing.assert_allclose(
+        scores[clean][:, :n][:, np.arange(n) != edited],
+        before[clean][:, np.arange(n) != edited],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    # the fitted scorer is unchanged, and the grown one round-trips through an artifact's state
+    assert text_sasrec.n_items == n and text_sasrec.score(users).shape == (30, n)
+    restored = build_scorer("sasrec").set_state({k: np.array(v) for k, v in after.get_state().items()}, grown)
+    np.testing.assert_array_equal(restored.score(users), scores)
+
+
+def test_a_model_without_text_leaves_new_items_out(loo_test):
+    from recsys.live import _extend_data, _merge_frames
+
+    _, data = loo_test
+    plain = build_scorer("sasrec", {**FAST, "text": False, "epochs": 1}).fit(data)
+    new = data.item_frame[[2]].with_columns(item_id=pl.lit("NEW-2"))
+    grown = _extend_data(data, _merge_frames(data.item_frame, new))
+    assert plain.with_items(grown, np.array([data.n_items])) is plain
+
+
+def test_an_edited_item_drops_its_old_words(loo_test, embedding_cache):
+    from recsys.live import _extend_data, _merge_frames
+
+    _, data = loo_test
+    options = {**FAST, "epochs": 1, "words": True, "cache_dir": str(embedding_cache)}
+    words = build_scorer("sasrec", options).fit(data)
+    edited = 4
+    edit = data.item_frame[[edited]].with_columns(title=pl.lit("an entirely different product"))
+    grown = _extend_data(data, _merge_frames(data.item_frame, edit))
+    after = words.with_items(grown, np.array([edited]))
+    rows = after.model.word_index[0]
+    assert not bool((rows == edited + 1).any()) and bool((words.model.word_index[0] == edited + 1).any())
+    assert int((rows != edited + 1).sum()) == int((words.model.word_index[0] != edited + 1).sum())
+    state = {k: np.array(v) for k, v in after.get_state().items()}
+    restored = build_scorer("sasrec").set_state(state, grown)
+    np.testing.assert_array_equal(restored.score(np.arange(10)), after.score(np.arange(10)))
