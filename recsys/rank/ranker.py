@@ -69,6 +69,14 @@ class RankerConfig:
     categorical: tuple[str, ...] = ()
     holdout_users: float = 0.15  # share of labelled users kept aside for early stopping
     truncation_level: int = 30  # LambdaRank: pairs considered below the top of each list
+    # LambdaRank's pair weight: the steepness of the logistic on a pair's score difference
+    # (LightGBM's ``sigmoid``), and whether each query's gradients are normalised by its pairs'
+    # total (``lambdarank_norm``). LightGBM's defaults: over run 25's checkpoints, out-of-fold
+    # NDCG@10 of every user's validation event / test against them, sigmoid 2: +0.0004 / −0.0011,
+    # 0.5: −0.0001 / −0.0008; no normalisation −0.0024 (95% interval −0.0041 to −0.0006) / −0.0005
+    # (benchmarks/RESULTS.md, issue 4).
+    sigmoid: float = 1.0
+    lambdarank_norm: bool = True
     # The gain, against the target's 1, of each user's event after the target (the frame's
     # ``later`` column: a label fold's next event; a frame without it has none) when LambdaRank
     # learns; 0 leaves it a negative, as the pointwise objective always does. The holdout, and so
@@ -138,6 +146,8 @@ class RankerConfig:
             raise ConfigError(f"ranker.ensemble must be at least 1, not {self.ensemble}")
         if self.cv_folds == 1 or self.cv_folds < 0:
             raise ConfigError(f"ranker.cv_folds must be 0 (one holdout) or at least 2, not {self.cv_folds}")
+        if self.sigmoid <= 0:
+            raise ConfigError(f"ranker.sigmoid must be positive, not {self.sigmoid}")
         if self.path_smooth < 0 or self.max_bin < 2:
             raise ConfigError("ranker: path_smooth >= 0 and max_bin >= 2 are required")
         if self.num_leaves < 2 or self.max_rounds < 1 or self.learning_rate <= 0:
@@ -208,6 +218,8 @@ class Ranker:
             "bagging_freq": 1,
             "lambda_l2": c.lambda_l2,
             "lambdarank_truncation_level": c.truncation_level,
+            "sigmoid": c.sigmoid,
+            "lambdarank_norm": c.lambdarank_norm,
             **({"extra_trees": True} if c.extra_trees else {}),
             **({"path_smooth": c.path_smooth} if c.path_smooth else {}),
             **(

@@ -339,6 +339,21 @@ def test_tree_shape_options_reach_lightgbm():
             RankerConfig(**bad)  # type: ignore[arg-type]
 
 
+def test_pair_weight_options_reach_lightgbm():
+    """``sigmoid`` and ``lambdarank_norm`` are LambdaRank's own parameters in the trained model."""
+    config = RankerConfig(
+        max_rounds=20, min_data_in_leaf=5, threads=1, cv_folds=0, ensemble=1, refit_all=False,
+        sigmoid=2.0, lambdarank_norm=False,
+    )  # fmt: skip
+    ranker = Ranker(config, ["a", "b"]).fit(_frame(300, 0))
+    text = ranker.boosters[0].model_to_string()
+    assert "[sigmoid: 2]" in text and "[lambdarank_norm: 0]" in text
+    test = _frame(100, 1)
+    assert np.corrcoef(ranker.predict(test), test["a"].to_numpy())[0, 1] > 0.6
+    with pytest.raises(ConfigError, match="sigmoid must be positive"):
+        RankerConfig(sigmoid=0.0)
+
+
 def test_monotone_features_act_one_way():
     """``monotone`` holds a feature's effect to one direction: with ``b`` (noise) held increasing,
     raising b alone never lowers a candidate's score, and ``a`` still orders the queries."""
