@@ -102,6 +102,8 @@ class RankerConfig:
     # Amazon Scientific 8,600 queries instead of 1,300, which is what lets settings that differ by
     # a few thousandths be told apart. Test NDCG@10 0.1130 against 0.1129 for the holdout ensemble
     # over the same features, at about the same cost (five models instead of three learned twice).
+    # Ten parts: test NDCG@10 −0.0005 over run 25's features, while their out-of-fold figure, each
+    # part stopped on a noisier tenth of the users, flatters them (+0.0012; benchmarks/RESULTS.md).
     cv_folds: int = 5
     # LightGBM's regularisers of the trees' shape, all off by default; over run 22's checkpoints
     # (benchmarks/RESULTS.md), fold 0 out of fold / test NDCG@10 against the defaults:
