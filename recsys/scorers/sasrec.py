@@ -272,14 +272,18 @@ class SASRecScorer(Scorer):
         if not self.config.text:
             return None
         from recsys.text.cache import cached_embeddings
+        from recsys.text.encoder import EncoderConfig, TextEncoder
 
+        # Not kept on the scorer: a trained model needs the encoder again only for new items.
+        encoder = TextEncoder(EncoderConfig(model_path=self.config.text_model_path))
         emb, _ = cached_embeddings(
-            self._encoder(), data.item_text, self.config.cache_dir, progress=self.config.progress
+            encoder, data.item_text, self.config.cache_dir, progress=self.config.progress
         )
         return torch.from_numpy(np.array(emb, dtype=np.float32))  # a writable copy of the cached array
 
     def _encoder(self) -> Any:
-        """The frozen text encoder whose embeddings the model projects (loaded once)."""
+        """The frozen text encoder whose embeddings the model projects, for items added after
+        training (loaded on the first, then shared by the grown copies)."""
         from recsys.text.encoder import EncoderConfig, TextEncoder
 
         if self._text_encoder is None:
