@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,6 +74,9 @@ class SASRecConfig:
     weight_decay: float = 0.0
     seed: int = 0
     threads: int = 0  # torch threads while training (0: leave as is)
+    # Where the model trains: cpu, cuda (cuda:N), or auto (a CUDA GPU where torch sees one). It
+    # always scores on the CPU, so a model trained on a GPU serves where none is.
+    device: str = "cpu"
     text: bool = True  # add a projection of each item's frozen text embedding to its ID embedding
     text_model_path: str | None = None  # None: the packaged all-MiniLM-L6-v2
     # Add a learned vector per word of the item's text, TF-IDF weighted (the lexical scorer's
@@ -97,6 +101,8 @@ class SASRecConfig:
             raise ConfigError(f"sasrec: dim ({self.dim}) must be a multiple of heads ({self.heads})")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ConfigError("sasrec: epochs, batch_size and learning_rate must be positive")
+        if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", self.device):
+            raise ConfigError(f"sasrec: device must be cpu, cuda, cuda:N or auto, not {self.device!r}")
 
 
 class SASRecModel(nn.Module):
@@ -205,6 +211,58 @@ def _windows(histories: list[np.ndarray], length: int) -> np.ndarray:
     return out
 
 
+def train_device(name: str) -> torch.device:
+    """The torch device ``sasrec.device`` names: ``auto`` is CUDA where torch sees a GPU, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"sasrec: device {name!r} asked for, but torch sees no CUDA GPU here")
+    return torch.device(name)
+
+
+def train_model(
+    histories: list[np.ndarray],
+    n_items: int,
+    cfg: SASRecConfig,
+    text: torch.Tensor | None = None,
+    words: sp.spmatrix | None = None,
+) -> tuple[SASRecModel, dict[str, Any]]:
+    """A model trained on ``histories`` (item rows in time order, two or more each) to predict
+    every next item over the whole catalogue; returned on the CPU with its training figures."""
+    from tqdm.auto import tqdm
+
+    device = train_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    # Input: every item but the last; target: every item but the first (next item at each step).
+    tokens = torch.as_tensor(_windows(histories, cfg.max_length + 1), device=device)  # (n, L + 1)
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    model = SASRecModel(n_items, cfg, text, words).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    t0 = time.perf_counter()
+    model.train()
+    bar = tqdm(range(cfg.epochs), desc="sasrec", unit="epoch", disable=not cfg.progress)
+    loss = torch.zeros(())
+    for _ in bar:
+        order = torch.as_tensor(rng.permutation(len(histories)), device=device)
+        for s in range(0, len(order), cfg.batch_size):
+            idx = order[s : s + cfg.batch_size]
+            seq, tgt = inputs[idx], targets[idx]
+            keep = tgt > 0  # (B, L) positions with a next item
+            table = model.item_table()
+            states = model(seq, table)[keep]  # (positions, dim)
+            loss = nn.functional.cross_entropy(model.logits(states, table), tgt[keep] - 1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}")  # one device sync an epoch, not a step
+    seconds = time.perf_counter() - t0
+    loss_value = float(loss.detach())
+    log.info("sasrec trained in %.0fs on %s, final loss %.3f", seconds, device, loss_value)
+    info = {"seconds": round(seconds, 1), "sequences": len(histories), "final_loss": round(loss_value, 4)}
+    return model.cpu(), info
+
+
 class SASRecScorer(Scorer):
     name = "sasrec"
 
@@ -227,46 +285,16 @@ class SASRecScorer(Scorer):
         return self
 
     def _train(self, data: TrainData) -> None:
-        from tqdm.auto import tqdm
-
         cfg = self.config
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
         histories = [data.history(u) for u in range(data.n_users) if len(data.history(u)) >= 2]
         if not histories:
             raise ConfigError("sasrec: no user has two or more training events")
-        # Input: every item but the last; target: every item but the first (next item at each step).
-        tokens = _windows(histories, cfg.max_length + 1)  # (n, L + 1)
-        inputs, targets = torch.as_tensor(tokens[:, :-1]), torch.as_tensor(tokens[:, 1:])
-        model = SASRecModel(data.n_items, cfg, self._text_embeddings(data), self._word_weights(data))
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        t0 = time.perf_counter()
-        model.train()
-        bar = tqdm(range(cfg.epochs), desc="sasrec", unit="epoch", disable=not cfg.progress)
-        loss_value = float("nan")
-        for _ in bar:
-            order = rng.permutation(len(histories))
-            for s in range(0, len(order), cfg.batch_size):
-                idx = torch.as_tensor(order[s : s + cfg.batch_size])
-                seq, tgt = inputs[idx], targets[idx]
-                keep = tgt > 0  # (B, L) positions with a next item
-                table = model.item_table()
-                states = model(seq, table)[keep]  # (positions, dim)
-                loss = nn.functional.cross_entropy(model.logits(states, table), tgt[keep] - 1)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_value = float(loss.item())
-            bar.set_postfix(loss=f"{loss_value:.3f}")
+        model, self.train_info = train_model(
+            histories, data.n_items, cfg, self._text_embeddings(data), self._word_weights(data)
+        )
         self._set_model(model)
-        self.train_info = {
-            "seconds": round(time.perf_counter() - t0, 1),
-            "sequences": len(histories),
-            "final_loss": round(loss_value, 4),
-        }
-        log.info("sasrec trained in %.0fs, final loss %.3f", time.perf_counter() - t0, loss_value)
 
     def _text_embeddings(self, data: TrainData) -> torch.Tensor | None:
         if not self.config.text:

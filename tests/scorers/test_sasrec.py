@@ -108,6 +108,24 @@ def test_unknown_architecture_is_refused():
         SASRecConfig(architecture="lstm")
 
 
+def test_device_is_checked_and_auto_trains_where_torch_can(loo_test):
+    with pytest.raises(ConfigError, match="device must be cpu, cuda, cuda:N or auto, not 'gpu'"):
+        SASRecConfig(device="gpu")
+    _, data = loo_test
+    options = {**FAST, "epochs": 2, "text": False}
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="torch sees no CUDA GPU here"):
+            build_scorer("sasrec", {**options, "device": "cuda"}).fit(data)
+        # auto falls back to the CPU: the same model as asking for it
+        auto = build_scorer("sasrec", {**options, "device": "auto"}).fit(data)
+        cpu = build_scorer("sasrec", options).fit(data)
+        np.testing.assert_array_equal(auto.score(np.arange(10)), cpu.score(np.arange(10)))
+    else:  # trained on the GPU, scored on the CPU
+        gpu = build_scorer("sasrec", {**options, "device": "cuda"}).fit(data)
+        assert next(gpu.model.parameters()).device.type == "cpu"
+        assert np.isfinite(gpu.score(np.arange(10))).all()
+
+
 def test_heads_constrain_dim_only_for_attention(loo_test):
     with pytest.raises(ConfigError, match=r"dim \(30\) must be a multiple of heads \(4\)"):
         SASRecConfig(dim=30, heads=4)
