@@ -329,24 +329,30 @@ class SASRecScorer(Scorer):
         old, n = self.n_items, data.n_items
         if n < old:
             raise ConfigError(f"sasrec: the catalogue shrank from {old} to {n} items")
-        model = copy.deepcopy(self.model)
-        with torch.no_grad():
-            ids = nn.Embedding(n + 1, model.items.embedding_dim, padding_idx=0)
-            ids.weight.zero_()
-            ids.weight[: old + 1] = model.items.weight
-            model.items = ids
-            text: torch.Tensor = model.text  # type: ignore[assignment]
-            grown = torch.zeros(n + 1, text.shape[1])
-            grown[: old + 1] = text
-            if len(rows):
-                embedded = self._encoder().encode([data.item_text[int(r)] for r in rows])
-                grown[torch.as_tensor(rows + 1)] = torch.as_tensor(embedded, dtype=torch.float32)
-            model.text = grown
-            if model.word_vectors is not None:
-                index: torch.Tensor = model.word_index  # type: ignore[assignment]
-                keep = ~torch.isin(index[0], torch.as_tensor(rows + 1))
-                model.word_index = index[:, keep].contiguous()
-                model.word_weight = model.word_weight[keep].contiguous()  # type: ignore[index]
+        # A new model over the old one's tensors: the transformer's weights are shared (neither
+        # model trains again), only the item tables are grown, so an upsert copies no weights.
+        state = dict(self.model.state_dict())
+        grown_ids = torch.zeros(n + 1, state["items.weight"].shape[1])
+        grown_ids[: old + 1] = state["items.weight"]
+        text: torch.Tensor = state["text"]
+        grown = torch.zeros(n + 1, text.shape[1])
+        grown[: old + 1] = text
+        if len(rows):
+            embedded = self._encoder().encode([data.item_text[int(r)] for r in rows])
+            grown[torch.as_tensor(rows + 1)] = torch.as_tensor(embedded, dtype=torch.float32)
+        state["items.weight"], state["text"] = grown_ids, grown
+        words = "word_vectors" in state
+        if words:
+            keep = ~torch.isin(state["word_index"][0], torch.as_tensor(rows + 1))
+            state["word_index"] = state["word_index"][:, keep].contiguous()
+            state["word_weight"] = state["word_weight"][keep].contiguous()
+        with torch.device("meta"):  # shapes only: every tensor comes from ``state``
+            model = SASRecModel(n, self.config, torch.zeros(n, text.shape[1]))
+            if words:
+                nnz, vocabulary = len(state["word_weight"]), len(state["word_vectors"])
+                model.init_words(torch.zeros(2, nnz, dtype=torch.long), torch.zeros(nnz), vocabulary)
+        model.load_state_dict(state, assign=True)
+        model.causal = self.model.causal  # not in the state (not persistent)
         out = copy.copy(self)
         out._set_model(model)
         out._data = data

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -103,6 +105,33 @@ def quantize_attention(model: Any) -> Any:
         return quantize_dynamic(model, chosen, dtype=torch.qint8)
 
 
+@lru_cache(maxsize=4)
+def _load_weights(path: str, mtime_ns: int, precision: str) -> tuple[Any, Any, Any]:
+    """(tokenizer, model in eval mode, projection or None) of a model folder, loaded once per
+    process and shared by every encoder of that folder and precision: the scorers that read item
+    text (the zero-shot text scorer, SASRec's text) hold one copy of the weights, not one each.
+    Encoders never train these weights (fine-tuning loads its own, ``recsys.text.model``)."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = Path(path)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    if precision == "int8":
+        model = quantize_attention(model)
+    projection = folder / PROJECTION
+    return tokenizer, model, torch.from_numpy(np.load(projection)) if projection.exists() else None
+
+
+# Embeddings of the texts of the last small calls (an upsert's new items), by encoder fingerprint
+# and text: each scorer that reads item text encodes the same new items with the same weights, and
+# all but the first find them here. Bulk encodes (a catalogue) go through the disk cache instead.
+MEMO_CALL = 256  # calls of at most this many texts are memoised
+MEMO_SIZE = 4096  # texts kept, the oldest dropped first
+_memo: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
 def mean_pool(hidden: Any, mask: Any) -> Any:
     """Average of the token states where the mask is 1: (batch, tokens, dim) → (batch, dim)."""
     m = mask.unsqueeze(-1).to(hidden.dtype)  # (batch, tokens, 1)
@@ -125,17 +154,13 @@ class TextEncoder:
         if self._model is not None:
             return
         import torch
-        from transformers import AutoModel, AutoTokenizer
 
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
-        self._tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
-        if self.config.precision == "int8":
-            model = quantize_attention(model)
-        self._model = model
-        projection = self.path / PROJECTION
-        self._projection = torch.from_numpy(np.load(projection)) if projection.exists() else None
+        stat = (self.path / "config.json").stat()
+        self._tokenizer, self._model, self._projection = _load_weights(
+            str(self.path), stat.st_mtime_ns, self.config.precision
+        )
 
     @property
     def model(self) -> Any:
@@ -164,11 +189,28 @@ class TextEncoder:
 
     def encode(self, texts: list[str], *, progress: bool = False, desc: str = "encoding") -> np.ndarray:
         """(len(texts), dim) float32 embeddings, unit length when ``normalize``."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) <= MEMO_CALL:
+            key = self.fingerprint()
+            with _memo_lock:
+                found = [_memo.get((key, t)) for t in texts]
+            if all(v is not None for v in found):
+                return np.stack(found)  # type: ignore[arg-type]
+            out = self._encode(list(texts), progress, desc)
+            with _memo_lock:
+                for t, v in zip(texts, out, strict=True):
+                    _memo[(key, t)] = v.copy()
+                    _memo.move_to_end((key, t))
+                while len(_memo) > MEMO_SIZE:
+                    _memo.popitem(last=False)
+            return out
+        return self._encode(list(texts), progress, desc)
+
+    def _encode(self, texts: list[str], progress: bool, desc: str) -> np.ndarray:
         import torch
         from tqdm.auto import tqdm
 
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
         cfg = self.config
         tok = self.tokenizer(list(texts), truncation=True, max_length=cfg.max_length, padding=False)
         ids: list[list[int]] = tok["input_ids"]

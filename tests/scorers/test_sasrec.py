@@ -216,9 +216,30 @@ def test_new_and_edited_items_are_scored_from_their_text(text_sasrec, loo_test):
         atol=1e-6,
     )
     # the fitted scorer is unchanged, and the grown one round-trips through an artifact's state
-    assert text_sasrec.n_items == n and text_sasrec.score(users).shape == (30, n)
+    assert text_sasrec.n_items == n
+    np.testing.assert_array_equal(text_sasrec.score(users), before)
+    # the transformer's weights are shared with the fitted model, not copied
+    old_params = dict(text_sasrec.model.named_parameters())
+    for name, param in model.named_parameters():
+        if name.startswith("blocks."):
+            assert param.data_ptr() == old_params[name].data_ptr(), name
     restored = build_scorer("sasrec").set_state({k: np.array(v) for k, v in after.get_state().items()}, grown)
     np.testing.assert_array_equal(restored.score(users), scores)
+
+
+def test_a_grown_gru_reads_its_new_items(loo_test, embedding_cache):
+    from recsys.live import _extend_data, _merge_frames
+
+    _, data = loo_test
+    options = {**FAST, "epochs": 1, "architecture": "gru", "layers": 1, "cache_dir": str(embedding_cache)}
+    gru = build_scorer("sasrec", options).fit(data)
+    new = data.item_frame[[2]].with_columns(item_id=pl.lit("NEW-2"))
+    grown = _extend_data(data, _merge_frames(data.item_frame, new))
+    after = gru.with_items(grown, np.array([data.n_items]))
+    users = np.arange(10)
+    scores = after.score(users)
+    assert np.isfinite(scores).all()
+    np.testing.assert_allclose(scores[:, : data.n_items], gru.score(users), rtol=1e-5, atol=1e-6)
 
 
 def test_a_model_without_text_leaves_new_items_out(loo_test):

@@ -42,6 +42,19 @@ def test_similar_texts_are_closer(encoder):
     assert e[0] @ e[1] > e[0] @ e[2]
 
 
+def test_encoders_of_one_folder_share_weights_and_recent_texts(monkeypatch):
+    a, b = TextEncoder(), TextEncoder(batch_size=8)  # batch size does not change the output
+    assert a.model is b.model  # one copy of the weights per folder and precision
+    first = a.encode(TEXTS[:3])
+    monkeypatch.setattr(TextEncoder, "_encode", lambda *args: pytest.fail("encoded again"))
+    again = b.encode(TEXTS[:3])
+    np.testing.assert_array_equal(again, first)
+    again[:] = 0.0  # callers own what they get: the memo keeps its own copy
+    np.testing.assert_array_equal(a.encode(TEXTS[:3]), first)
+    with pytest.raises(pytest.fail.Exception, match="encoded again"):
+        TextEncoder(precision="bf16").encode(TEXTS[:3])  # another precision: other embeddings
+
+
 def test_mean_pool_ignores_padding():
     hidden = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
     mask = torch.tensor([[1, 1, 0]])
