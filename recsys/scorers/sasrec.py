@@ -35,7 +35,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ from torch import nn
 
 from recsys.config import make_config
 from recsys.data.train_data import TrainData
+from recsys.devices import check_device, torch_device
 from recsys.errors import ArtifactError, ConfigError
 from recsys.scorers.base import Scorer
 
@@ -74,9 +74,9 @@ class SASRecConfig:
     weight_decay: float = 0.0
     seed: int = 0
     threads: int = 0  # torch threads while training (0: leave as is)
-    # Where the model trains: cpu, cuda (cuda:N), or auto (a CUDA GPU where torch sees one). It
-    # always scores on the CPU, so a model trained on a GPU serves where none is.
-    device: str = "cpu"
+    # Where the model trains: auto (a CUDA GPU where torch sees one, else the CPU), cpu, cuda or
+    # cuda:N. It always scores on the CPU, so a model trained on a GPU serves where none is.
+    device: str = "auto"
     text: bool = True  # add a projection of each item's frozen text embedding to its ID embedding
     text_model_path: str | None = None  # None: the packaged all-MiniLM-L6-v2
     # Add a learned vector per word of the item's text, TF-IDF weighted (the lexical scorer's
@@ -101,8 +101,7 @@ class SASRecConfig:
             raise ConfigError(f"sasrec: dim ({self.dim}) must be a multiple of heads ({self.heads})")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ConfigError("sasrec: epochs, batch_size and learning_rate must be positive")
-        if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", self.device):
-            raise ConfigError(f"sasrec: device must be cpu, cuda, cuda:N or auto, not {self.device!r}")
+        check_device(self.device, "sasrec")
 
 
 class SASRecModel(nn.Module):
@@ -211,15 +210,6 @@ def _windows(histories: list[np.ndarray], length: int) -> np.ndarray:
     return out
 
 
-def train_device(name: str) -> torch.device:
-    """The torch device ``sasrec.device`` names: ``auto`` is CUDA where torch sees a GPU, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"sasrec: device {name!r} asked for, but torch sees no CUDA GPU here")
-    return torch.device(name)
-
-
 def train_model(
     histories: list[np.ndarray],
     n_items: int,
@@ -231,7 +221,7 @@ def train_model(
     every next item over the whole catalogue; returned on the CPU with its training figures."""
     from tqdm.auto import tqdm
 
-    device = train_device(cfg.device)
+    device = torch_device(cfg.device, "sasrec")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     # Input: every item but the last; target: every item but the first (next item at each step).

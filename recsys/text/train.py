@@ -36,6 +36,7 @@ from recsys.config import make_config
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split, all_interactions, make_split
 from recsys.data.train_data import TrainData
+from recsys.devices import torch_device
 from recsys.errors import ArtifactError, ConfigError
 from recsys.evaluation.protocol import evaluate
 from recsys.scorers.text import CHECKPOINT_META, ITEM_BIAS, TextScorer, TextScorerConfig
@@ -62,14 +63,6 @@ class TrainResult:
     @property
     def examples_per_second(self) -> float:
         return self.examples / self.seconds if self.seconds else float("nan")
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device")
-    return torch.device(name)
 
 
 def _pad(
@@ -108,7 +101,7 @@ class EncoderTrainer:
 
         self.config = cfg = config
         self.run_dir = Path(run_dir)
-        self.device = _device(cfg.device)
+        self.device = torch_device(cfg.device, "encoder")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)

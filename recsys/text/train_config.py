@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from recsys.devices import check_device
 from recsys.errors import ConfigError
 from recsys.text.model import TwoTowerConfig
 
@@ -82,7 +83,7 @@ class EncoderTrainConfig:
     save_every: int = 50
     # Runtime.
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto (a CUDA GPU where torch sees one) | cpu | cuda | cuda:N
     threads: int = 0
 
     def __post_init__(self) -> None:
@@ -94,8 +95,7 @@ class EncoderTrainConfig:
             raise ConfigError("temperature, eval_every and save_every must be positive, epochs >= 0")
         if not 0.0 <= self.head_mix <= 1.0:
             raise ConfigError(f"head_mix must be in [0, 1], not {self.head_mix}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError("device must be auto, cpu or cuda")
+        check_device(self.device, "encoder")
         self.model_config()  # validates mode and LoRA settings
 
     def model_config(self) -> TwoTowerConfig:

@@ -13,6 +13,7 @@ from recsys.evaluation import evaluate
 from recsys.scorers import build_scorer
 from recsys.scorers.lexical import LexicalScorer
 from recsys.scorers.sasrec import SASRecConfig, SASRecModel
+from recsys.text.train_config import EncoderTrainConfig
 
 FAST = {"epochs": 8, "dim": 32, "threads": 1}
 
@@ -109,16 +110,19 @@ def test_unknown_architecture_is_refused():
 
 
 def test_device_is_checked_and_auto_trains_where_torch_can(loo_test):
-    with pytest.raises(ConfigError, match="device must be cpu, cuda, cuda:N or auto, not 'gpu'"):
+    with pytest.raises(ConfigError, match="sasrec: device must be cpu, cuda, cuda:N or auto, not 'gpu'"):
         SASRecConfig(device="gpu")
+    with pytest.raises(ConfigError, match="encoder: device must be cpu, cuda, cuda:N or auto, not 'tpu'"):
+        EncoderTrainConfig(device="tpu")
     _, data = loo_test
     options = {**FAST, "epochs": 2, "text": False}
+    assert SASRecConfig().device == "auto"
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="torch sees no CUDA GPU here"):
-            build_scorer("sasrec", {**options, "device": "cuda"}).fit(data)
+            build_scorer("sasrec", {**options, "device": "cuda:0"}).fit(data)
         # auto falls back to the CPU: the same model as asking for it
-        auto = build_scorer("sasrec", {**options, "device": "auto"}).fit(data)
-        cpu = build_scorer("sasrec", options).fit(data)
+        auto = build_scorer("sasrec", options).fit(data)
+        cpu = build_scorer("sasrec", {**options, "device": "cpu"}).fit(data)
         np.testing.assert_array_equal(auto.score(np.arange(10)), cpu.score(np.arange(10)))
     else:  # trained on the GPU, scored on the CPU
         gpu = build_scorer("sasrec", {**options, "device": "cuda"}).fit(data)
