@@ -70,8 +70,9 @@ def export(args: argparse.Namespace) -> int:
 
 
 def _import_sasrec() -> types.ModuleType:
-    """``recsys.scorers.sasrec`` without the packages around it: their ``__init__`` modules import
-    polars and implicit, which a bare GPU machine lacks and this sweep does not use."""
+    """``recsys.scorers.sasrec`` (and ``recsys.evaluation.metrics``) without the packages around
+    them: their ``__init__`` modules import polars and implicit, which a bare GPU machine lacks and
+    this sweep does not use."""
     try:
         import polars  # noqa: F401
 
@@ -80,7 +81,12 @@ def _import_sasrec() -> types.ModuleType:
         return sasrec
     except ImportError:
         pass
-    for name, folder in (("recsys.data", "recsys/data"), ("recsys.scorers", "recsys/scorers")):
+    packages = (
+        ("recsys.data", "recsys/data"),
+        ("recsys.scorers", "recsys/scorers"),
+        ("recsys.evaluation", "recsys/evaluation"),
+    )
+    for name, folder in packages:
         package = types.ModuleType(name)
         package.__path__ = [str(ROOT / folder)]
         sys.modules[name] = package
@@ -123,7 +129,7 @@ def sweep(args: argparse.Namespace) -> int:
             trainable, n_items, cfg, text if cfg.text else None, words if cfg.words else None
         )
         seconds = time.perf_counter() - t0
-        ranks = _ranks(model.to(device), histories, users, targets, cfg.max_length, n_items, device)
+        ranks = _ranks(model.to(device), histories, users, targets, cfg.max_length, device)
         row = {"settings": options, "seconds": round(seconds, 1), **_metrics(ranks)}
         row["loss"] = info["final_loss"]
         rows.append(row)
@@ -143,12 +149,13 @@ def _ranks(
     users: np.ndarray,
     targets: np.ndarray,
     length: int,
-    n_items: int,
     device: Any,
 ) -> np.ndarray:
-    """0-based rank of each target among all items, the user's history excluded."""
+    """0-based rank of each target among all items, the user's history excluded (the protocol's
+    ``target_ranks``: ties broken by item row)."""
     import torch
 
+    from recsys.evaluation.metrics import target_ranks
     from recsys.scorers.sasrec import _windows
 
     model.eval()
@@ -156,30 +163,24 @@ def _ranks(
     with torch.inference_mode():
         table = model.item_table()
         for s in range(0, len(users), 1024):
-            chunk = users[s : s + 1024]
-            hist = [histories[int(u)] for u in chunk]
+            hist = [histories[int(u)] for u in users[s : s + 1024]]
             seq = torch.as_tensor(_windows(hist, length), device=device)
-            scores = model.logits(model(seq, table)[:, -1], table)
-            rows = np.concatenate([np.full(len(h), r) for r, h in enumerate(hist)]).astype(np.int64)
-            cols = np.concatenate(hist).astype(np.int64)
-            scores[torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)] = -torch.inf
-            t = torch.as_tensor(targets[s : s + 1024], device=device)
-            st = scores.gather(1, t[:, None])
-            earlier = torch.arange(n_items, device=device)[None, :] < t[:, None]
-            rank = (scores > st).sum(1) + ((scores == st) & earlier).sum(1)
-            out[s : s + len(chunk)] = rank.cpu().numpy()
+            scores = model.logits(model(seq, table)[:, -1], table).cpu().numpy()
+            for r, h in enumerate(hist):
+                scores[r, h] = -np.inf
+            out[s : s + len(hist)] = target_ranks(scores, np.arange(len(hist)), targets[s : s + 1024])
     model.cpu()
     return out
 
 
 def _metrics(ranks: np.ndarray) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for k in (10, 50):
-        hit = ranks < k
-        out[f"recall@{k}"] = round(float(hit.mean()), 4)
-        out[f"ndcg@{k}"] = round(float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean()), 4)
-    out["mrr"] = round(float((1.0 / (ranks + 1.0)).mean()), 4)
-    return out
+    from recsys.evaluation.metrics import ranking_metrics
+
+    per_user = ranking_metrics(ranks, np.arange(len(ranks)), len(ranks), (10, 50))  # one target each
+    return {
+        k: round(float(per_user[k].mean()), 4)
+        for k in ("recall@10", "ndcg@10", "recall@50", "ndcg@50", "mrr")
+    }
 
 
 def _write(path: Path, payload: dict[str, Any]) -> None:

@@ -262,7 +262,6 @@ class SASRecScorer(Scorer):
         self.model: SASRecModel | None = None
         self._table = torch.zeros(0)  # the model's item table, set with the model
         self.train_info: dict[str, Any] = {}
-        self._text_encoder: Any = None  # loaded on first use (``_encoder``)
 
     # ----- training ---------------------------------------------------------------------------
     def fit(self, data: TrainData) -> SASRecScorer:
@@ -290,23 +289,18 @@ class SASRecScorer(Scorer):
         if not self.config.text:
             return None
         from recsys.text.cache import cached_embeddings
-        from recsys.text.encoder import EncoderConfig, TextEncoder
 
-        # Not kept on the scorer: a trained model needs the encoder again only for new items.
-        encoder = TextEncoder(EncoderConfig(model_path=self.config.text_model_path))
         emb, _ = cached_embeddings(
-            encoder, data.item_text, self.config.cache_dir, progress=self.config.progress
+            self._encoder(), data.item_text, self.config.cache_dir, progress=self.config.progress
         )
         return torch.from_numpy(np.array(emb, dtype=np.float32))  # a writable copy of the cached array
 
     def _encoder(self) -> Any:
-        """The frozen text encoder whose embeddings the model projects, for items added after
-        training (loaded on the first, then shared by the grown copies)."""
+        """The frozen text encoder whose embeddings the model projects (its weights load once per
+        process, shared with every encoder of the same folder: ``recsys.text.encoder``)."""
         from recsys.text.encoder import EncoderConfig, TextEncoder
 
-        if self._text_encoder is None:
-            self._text_encoder = TextEncoder(EncoderConfig(model_path=self.config.text_model_path))
-        return self._text_encoder
+        return TextEncoder(EncoderConfig(model_path=self.config.text_model_path))
 
     def with_items(self, data: TrainData, rows: np.ndarray) -> SASRecScorer:
         """A copy over ``data``'s grown or changed catalogue: ``rows`` (new or edited items) get
