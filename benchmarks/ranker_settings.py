@@ -3,15 +3,16 @@
     .venv/bin/python benchmarks/ranker_settings.py --work artifacts/scientific.work \
         '{}' '{"cv_folds": 5}' '{"cv_folds": 5, "num_leaves": 63}'
 
-Each argument is a JSON object of ranker options (`RankerConfig`, as under `[ranker]` in a
-`recsys train` config) over `recsys train`'s defaults, and optionally `"label_folds": n`: the
-ranker learns from the first n label folds of the frames only (with `--variant folds3`, whose
-frames hold three, 2 against 3 compares over the same checkpoints). The first run builds, from
-the encoder and SASRec checkpoints a `recsys train` left in `--work`, the label folds' candidates
-and features (as `recsys train` does) and the test split's (every scorer fitted on the test
-split's training data), and keeps them under `<work>/frames/<variant>/` (`--variant`: a scorer
-variant of `ranker_variants.py`, default `defaults`); later runs read them, so a setting costs
-only LightGBM's time.
+Each argument is a JSON object of ranker options (`RankerConfig`, as under `[ranker]` in a `recsys
+train` config) over `recsys train`'s defaults, optionally `"candidates": {source: n}`: fewer
+candidates from a source (the frames' rows cut to what the sources then bring), and optionally
+`"label_folds": n`: the ranker learns from the first n label folds of the frames only (with
+`--variant folds3`, whose frames hold three, 2 against 3 compares over the same checkpoints). The
+first run builds, from the encoder and SASRec checkpoints a `recsys train` left in `--work`, the
+label folds' candidates and features (as `recsys train` does) and the test split's (every scorer
+fitted on the test split's training data), and keeps them under `<work>/frames/<variant>/`
+(`--variant`: a scorer variant of `ranker_variants.py`, default `defaults`); later runs read them,
+so a setting costs only LightGBM's time.
 
 Per setting: the validation figures (holdout NDCG@10 per labelled user: out of fold over every
 user with `cv_folds`, else the 15% holdout's; with `cv_folds`, also per label fold, and fold 0's
@@ -182,6 +183,24 @@ def test_metrics(test: pl.DataFrame, scores: np.ndarray, n_users: int) -> dict[s
     return ranking_metrics(rank, np.arange(n_users), n_users, ks=KS)
 
 
+def fewer_candidates(
+    labels: pl.DataFrame, test: pl.DataFrame, config: RecommenderConfig, depths: dict[str, int]
+) -> tuple[pl.DataFrame, pl.DataFrame, RecommenderConfig]:
+    """The frames as if fewer candidates came from the sources named (``depths``: source → how many
+    of its best items; 0 drops it as a source; never more than the frames were built with): the
+    rows no source then brings are dropped and each ``from_<source>`` flag recomputed. Exact, as
+    the ``<source>_rank`` columns are ranks over the whole catalogue."""
+    unknown = sorted(set(depths) - set(config.candidates))
+    wider = sorted(s for s, d in depths.items() if d > config.candidates.get(s, 0))
+    if unknown or wider:
+        raise SystemExit(f"candidates: {unknown or wider} not among the frames' sources or deeper than built")
+    new = {**config.candidates, **depths}
+    kept = pl.any_horizontal([pl.col(f"{s}_rank") < d for s, d in new.items() if d > 0])
+    flags = [(pl.col(f"{s}_rank") < d).cast(pl.Int8).alias(f"from_{s}") for s, d in new.items()]
+    config = dataclasses.replace(config, candidates={s: d for s, d in new.items() if d > 0})
+    return labels.filter(kept).with_columns(flags), test.filter(kept).with_columns(flags), config
+
+
 def run_setting(
     dataset: Any,
     base_config: Any,
@@ -204,10 +223,14 @@ def run_setting(
     if not 1 <= n_folds <= held:
         raise SystemExit(f"label_folds {n_folds}: the frames hold {held} label folds")
     labels = labels.filter(pl.col("fold") < n_folds)
+    n_test_users = test["user"].n_unique()
+    pool = options.pop("candidates", None)
+    if pool:
+        labels, test, base_config = fewer_candidates(labels, test, base_config, pool)
     config = dataclasses.replace(base_config, ranker={**base_config.ranker, **options}, label_folds=n_folds)
     make_config(RankerConfig, None, config.ranker)  # a bad option fails before any training
     ranker, report = train_ranker(dataset, config, frames=(labels, {}, {}))
-    per_user = test_metrics(test, ranker.predict(test), test["user"].n_unique())
+    per_user = test_metrics(test, ranker.predict(test), n_test_users)
     if ranker.oof is not None:  # fold 0's labelled queries in user order
         per_user["oof_fold0"] = ranker.oof.filter(pl.col("fold") == 0)["ndcg@10"].to_numpy()
     info = report["ranker"]

@@ -240,7 +240,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "cv_folds" in info:
         line = (
             f"\nranker: out-of-fold NDCG@10 {info['holdout_ndcg@10']:.4f} over {info['holdout_users']} users"
-            f" ({info['cv_folds']} models, rounds {info['best_rounds']})"
+            f" ({len(info['best_rounds'])} models, rounds {info['best_rounds']})"
         )
     elif "holdout_ndcg@10_ensemble" in info:
         n, ndcg = len(info["best_rounds"]), info["holdout_ndcg@10_ensemble"]

@@ -105,6 +105,11 @@ class RankerConfig:
     # Ten parts: test NDCG@10 −0.0005 over run 25's features, while their out-of-fold figure, each
     # part stopped on a noisier tenth of the users, flatters them (+0.0012; benchmarks/RESULTS.md).
     cv_folds: int = 5
+    # Cross-fitting repeated over this many draws of the parts (seeds seed, seed + 1, ...): every
+    # repeat's models are kept and averaged, and each user's out-of-fold score is the mean over the
+    # repeats of the model that did not learn from them. More members, steadier scores, at the cost
+    # of training and scoring that many more models.
+    cv_repeats: int = 1
     # LightGBM's regularisers of the trees' shape, all off by default; over run 22's checkpoints
     # (benchmarks/RESULTS.md), fold 0 out of fold / test NDCG@10 against the defaults:
     # extra_trees (a random threshold per feature at each split) −0.0002 / −0.0007; max_bin 1023
@@ -148,6 +153,8 @@ class RankerConfig:
             raise ConfigError(f"ranker.ensemble must be at least 1, not {self.ensemble}")
         if self.cv_folds == 1 or self.cv_folds < 0:
             raise ConfigError(f"ranker.cv_folds must be 0 (one holdout) or at least 2, not {self.cv_folds}")
+        if self.cv_repeats < 1:
+            raise ConfigError(f"ranker.cv_repeats must be at least 1, not {self.cv_repeats}")
         if self.sigmoid <= 0:
             raise ConfigError(f"ranker.sigmoid must be positive, not {self.sigmoid}")
         if self.path_smooth < 0 or self.max_bin < 2:
@@ -158,7 +165,7 @@ class RankerConfig:
     @property
     def members(self) -> int:
         """How many models the ranker averages: one per part with cross-fitting, else ``ensemble``."""
-        return self.cv_folds or self.ensemble
+        return self.cv_folds * self.cv_repeats or self.ensemble
 
 
 class _Rows(NamedTuple):
@@ -338,27 +345,30 @@ class Ranker:
             raise ConfigError(f"ranker.cv_folds = {k} needs {need}, not {len(people)}")
         # By person, not by query: a model never learns from a person's other label fold while it
         # is scored on this one (their histories overlap all but an event).
-        rng = np.random.default_rng(self.config.seed)
-        part = (rng.permutation(len(people)) % k)[person_of]
         oof = np.zeros(len(y), np.float64)
         self.boosters, bests, curves = [], [], []
-        for member in range(k):
-            held = part == member
-            train = ~held
-            train_set = self._dataset(x[train], y_learn[train], row_users[train], _part(weight, train))
-            valid_set = self._dataset(x[held], y[held], row_users[held])
-            valid_set.reference = train_set
-            booster, best, curve = self._train_member(member, train_set, valid_set, progress)
-            oof[held] = booster.predict(x[held], num_iteration=best)
-            booster.best_iteration = best
-            self.boosters.append(booster)
-            bests.append(best)
-            curves.append(curve)
+        for repeat in range(self.config.cv_repeats):
+            rng = np.random.default_rng(self.config.seed + repeat)
+            part = (rng.permutation(len(people)) % k)[person_of]
+            for m in range(k):
+                held = part == m
+                train = ~held
+                train_set = self._dataset(x[train], y_learn[train], row_users[train], _part(weight, train))
+                valid_set = self._dataset(x[held], y[held], row_users[held])
+                valid_set.reference = train_set
+                member = repeat * k + m
+                booster, best, curve = self._train_member(member, train_set, valid_set, progress)
+                oof[held] += booster.predict(x[held], num_iteration=best) / self.config.cv_repeats
+                booster.best_iteration = best
+                self.boosters.append(booster)
+                bests.append(best)
+                curves.append(curve)
         groups = np.unique(row_users, return_counts=True)[1]
         per_query = ndcg_per_query(oof, y, groups, 10)
         self.oof = pl.DataFrame({"user": users, "ndcg@10": per_query})
         self.info = {
             "cv_folds": k,
+            "cv_repeats": self.config.cv_repeats,
             "train_users": len(users),
             "holdout_users": len(users),
             "train_rows": len(y),

@@ -153,6 +153,16 @@ def test_an_ensemble_averages_its_members_and_survives_a_round_trip(tmp_path):
         RankerConfig(ensemble=0)
 
 
+def _predicts_the_mean_and_round_trips(ranker: Ranker, folder, n_models: int) -> None:
+    """The prediction is the members' mean; saved as ``n_models`` files, loaded, it predicts the same."""
+    test = _frame(100, 1)
+    members = [b.predict(ranker.matrix(test), num_iteration=b.best_iteration) for b in ranker.boosters]
+    np.testing.assert_allclose(ranker.predict(test), np.mean(members, axis=0))
+    meta = ranker.save(folder)
+    assert len(list(folder.glob("ranker*.txt"))) == n_models
+    np.testing.assert_allclose(Ranker.load(folder, meta).predict(test), ranker.predict(test))
+
+
 def test_cross_fitting_scores_every_user_out_of_fold_and_averages_its_parts(tmp_path):
     """cv_folds = 4: four models, each stopped on the quarter of the users it did not learn from;
     the validation figure is NDCG@10 of every user's out-of-fold score (recomputed here from the
@@ -175,17 +185,42 @@ def test_cross_fitting_scores_every_user_out_of_fold_and_averages_its_parts(tmp_
     assert info["holdout_ndcg@10"] == pytest.approx(ndcg_at(oof, frame["label"].to_numpy(), groups, 10))
     assert info["holdout_ndcg@10_every_user"] == info["holdout_ndcg@10"]
     assert info["holdout_ndcg@10"] > 0.6  # the label follows a: far above chance (about 0.3)
-    test = _frame(100, 1)
-    members = [b.predict(ranker.matrix(test), num_iteration=b.best_iteration) for b in ranker.boosters]
-    np.testing.assert_allclose(ranker.predict(test), np.mean(members, axis=0))
-    meta = ranker.save(tmp_path)
-    assert len(list(tmp_path.glob("ranker*.txt"))) == 4
-    np.testing.assert_allclose(Ranker.load(tmp_path, meta).predict(test), ranker.predict(test))
+    _predicts_the_mean_and_round_trips(ranker, tmp_path, 4)
     for bad in (1, -2):
         with pytest.raises(ConfigError, match="cv_folds"):
             RankerConfig(cv_folds=bad)
     with pytest.raises(ConfigError, match="cv_folds = 6 needs 12 or more users"):
         Ranker(dataclasses.replace(config, cv_folds=6), ["a", "b"]).fit(_frame(11, 2))
+
+
+def test_repeated_cross_fitting_averages_every_repeat_out_of_fold(tmp_path):
+    """cv_repeats = 2: the parts are drawn again (seed + 1) and four more models learned; each
+    user's out-of-fold score is the mean of the two models, one per repeat, that did not learn
+    from them; the prediction is the mean of all eight, saved and loaded as eight models."""
+    frame = _frame(200, 0)
+    config = RankerConfig(
+        max_rounds=40, min_data_in_leaf=5, early_stopping_rounds=10, threads=1, cv_folds=4, cv_repeats=2
+    )
+    assert config.members == 8
+    ranker = Ranker(config, ["a", "b"]).fit(frame)
+    assert len(ranker.boosters) == 8 and ranker.info["cv_repeats"] == 2
+    x = ranker.matrix(frame)
+    users = frame["user"].to_numpy()
+    oof = np.zeros(frame.height)
+    for repeat in range(2):
+        row_part = (np.random.default_rng(repeat).permutation(200) % 4)[users]
+        for m in range(4):
+            booster = ranker.boosters[repeat * 4 + m]
+            held = row_part == m
+            oof[held] += booster.predict(x[held], num_iteration=booster.best_iteration) / 2
+    groups = np.bincount(users, minlength=200)
+    expected = ndcg_at(oof, frame["label"].to_numpy(), groups, 10)
+    assert ranker.info["holdout_ndcg@10"] == pytest.approx(expected)
+    # the second repeat's parts differ from the first's: its models are not copies
+    assert not np.allclose(ranker.boosters[0].predict(x), ranker.boosters[4].predict(x))
+    _predicts_the_mean_and_round_trips(ranker, tmp_path, 8)
+    with pytest.raises(ConfigError, match="cv_repeats"):
+        RankerConfig(cv_repeats=0)
 
 
 def test_cross_fitting_keeps_a_persons_label_folds_in_one_part():
