@@ -84,6 +84,8 @@ config file (--config, TOML), every section and key optional:
   [recommender.candidates]       # source -> how many of its best items become candidates
   als = 100
   covisit = 50
+  [recommender.cold_candidates]  # sources only for a user with no history (anonymous visitors)
+  popularity = 20
   [recommender.scorers.cooc]     # any scorer by name: {model = registry name, options...}
   model = "covisit"
   cooccurrence_weight = 1.0

@@ -47,3 +47,16 @@ def test_load_toml_errors(tmp_path):
     bad.write_text("[x\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_toml(bad)
+
+
+def test_recommender_candidate_sources_are_checked():
+    from recsys.recommender import RecommenderConfig
+
+    default = RecommenderConfig()
+    assert "popularity" not in default.candidates and default.cold_candidates == {"popularity": 20}
+    with pytest.raises(ConfigError, match=r"candidate sources \['nope'\] are not among the scorers"):
+        RecommenderConfig(candidates={"nope": 10})
+    with pytest.raises(ConfigError, match=r"cold_candidates sources \['nope'\]"):
+        RecommenderConfig(cold_candidates={"nope": 10})
+    with pytest.raises(ConfigError, match="whole numbers >= 0"):
+        RecommenderConfig(candidates={"als": -1})

@@ -163,14 +163,21 @@ def score_chunk(
     return ScoredChunk(histories=histories, scores=scores, raw=raw or scores, counting=counting)
 
 
-def merge_candidates(chunk: ScoredChunk, depth: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+def merge_candidates(
+    chunk: ScoredChunk, depth: dict[str, int], cold: dict[str, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The union of each source's ``depth`` best items: (row in chunk, item row), sorted by row then item.
+    Rows with an empty history also get each ``cold`` source's best items.
 
     Items a source scores ``-inf`` (history, never seen) never come from that source.
     """
     pick = np.zeros((chunk.n_users, next(iter(chunk.scores.values())).shape[1]), dtype=bool)
     for name, n in depth.items():
         pick |= chunk.top(name, n)
+    empty = np.array([len(h) == 0 for h in chunk.histories], dtype=bool)
+    if cold and empty.any():
+        for name, n in cold.items():
+            pick[empty] |= chunk.top(name, n)[empty]
     rows, items = np.nonzero(pick)
     return rows.astype(np.int64), items.astype(np.int64)
 

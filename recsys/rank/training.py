@@ -88,7 +88,7 @@ def _label_frame(
             t_ok = np.isfinite(chunk.scores[name][t_rows, t_items])
             for d in depths:
                 hits[name][d] += int(((t_rank < d) & t_ok).sum())
-        rows, cand = merge_candidates(chunk, config.candidates)
+        rows, cand = merge_candidates(chunk, config.candidates, config.cold_candidates)
         frame = build_features(chunk, rows, cand, side, config.candidates)
         # merge_candidates and build_features both order pairs by (row, item).
         label = np.asarray(truth[users[rows], cand]).ravel().astype(np.int8)

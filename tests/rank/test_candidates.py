@@ -1,4 +1,5 @@
-"""Ranks from sorted rows equal the catalogue-wide stable argsort, ties and -inf included."""
+"""Ranks from sorted rows equal the catalogue-wide stable argsort, ties and -inf included; merged
+candidates."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from recsys.rank import candidates
-from recsys.rank.candidates import ScoredChunk, full_ranks
+from recsys.rank.candidates import ScoredChunk, full_ranks, merge_candidates
 
 
 def _chunk(scores: np.ndarray) -> ScoredChunk:
@@ -65,3 +66,23 @@ def test_transition_counts_equal_the_matrix_entries():
     np.testing.assert_array_equal(_pair_values(matrix, pair_keys(matrix), a, b), expected)
     empty = sp.csr_matrix((40, 40), dtype=np.float32)
     assert not _pair_values(empty, pair_keys(empty), a, b).any()
+
+
+def test_cold_sources_add_candidates_only_where_the_history_is_empty() -> None:
+    """``cold`` sources (the popular items, by default) join the candidates of a user with no
+    history alone; a user with history gets the regular sources' best items only."""
+    personal = np.array([[5.0, 4.0, 0.0, 0.0, 0.0, -np.inf], [0.0, 0.0, 0.0, 0.0, 1.0, 2.0]], np.float32)
+    popular = np.array([[0.0, 0.0, 9.0, 8.0, 0.0, -np.inf], [0.0, 0.0, 9.0, 8.0, 0.0, 0.0]], np.float32)
+    scores = {"personal": personal, "popularity": popular}
+    chunk = ScoredChunk([np.array([5]), np.zeros(0, np.int64)], scores, scores)
+    rows, items = merge_candidates(chunk, {"personal": 2}, {"popularity": 2})
+    assert list(zip(rows.tolist(), items.tolist(), strict=True)) == [
+        (0, 0),
+        (0, 1),
+        (1, 2),
+        (1, 3),
+        (1, 4),
+        (1, 5),
+    ]
+    rows, items = merge_candidates(chunk, {"personal": 2})  # no cold sources: the same as before
+    assert list(zip(rows.tolist(), items.tolist(), strict=True)) == [(0, 0), (0, 1), (1, 4), (1, 5)]

@@ -17,7 +17,7 @@ from recsys.evaluation import evaluate
 from recsys.rank.features import ItemSide, feature_names
 from recsys.rank.rules import Filters
 from recsys.rank.training import assign_groups, label_frame, ranker_frames, train_recommender
-from recsys.recommender import HybridScorer, RecommenderConfig, fit_scorers
+from recsys.recommender import HybridScorer, Recommender, RecommenderConfig, fit_scorers
 from recsys.scorers import build_scorer
 
 
@@ -213,6 +213,16 @@ def test_session_rank_and_unknown_inputs(trained):
     assert [r.item_id for r in ranked] == [r.item_id for r in rec.recommend([user], k=10)[0]]
     anon = rec.recommend(["no-such-user"], k=5)[0]
     assert len(anon) == 5
+    # Popularity as a cold source only: a visitor with no history still gets the popular items
+    # among the candidates, a user with history only the personal sources' items.
+    sources = {k: v for k, v in rec.config.candidates.items() if k != "popularity"}
+    config = dataclasses.replace(rec.config, candidates=sources, cold_candidates={"popularity": 10})
+    cold = Recommender(config, rec.data, rec.scorers, rec.ranker, rec.side)
+    chunk, frame = cold.features([np.zeros(0, np.int64), rec.data.history(3)])
+    popular = set(np.flatnonzero(chunk.top("popularity", 10)[0]).tolist())
+    personal = set(np.flatnonzero(np.any([chunk.top(s, n)[1] for s, n in sources.items()], axis=0)).tolist())
+    assert popular <= set(frame.filter(pl.col("row") == 0)["item"].to_list())
+    assert set(frame.filter(pl.col("row") == 1)["item"].to_list()) == personal
     with pytest.raises(ConfigError, match="unknown item ids"):
         rec.rank(user, ["no-such-item"])
     with pytest.raises(ConfigError, match="k must be"):
