@@ -107,8 +107,11 @@ class RankerConfig:
     cv_folds: int = 5
     # Cross-fitting repeated over this many draws of the parts (seeds seed, seed + 1, ...): every
     # repeat's models are kept and averaged, and each user's out-of-fold score is the mean over the
-    # repeats of the model that did not learn from them. More members, steadier scores, at the cost
-    # of training and scoring that many more models.
+    # repeats of the model that did not learn from them: steadier scores for that many times the
+    # training and scoring. Over run 27's checkpoints (benchmarks/RESULTS.md, issue 4), 2 / 3
+    # repeats: validation event NDCG@10 +0.0007 / +0.0011, test +0.0007 / +0.0005; but with the
+    # popular items kept out of the candidates (``cold_candidates``) 2 repeats gave −0.0006 on the
+    # validation event against one, test level. Off (1) by default.
     cv_repeats: int = 1
     # LightGBM's regularisers of the trees' shape, all off by default; over run 22's checkpoints
     # (benchmarks/RESULTS.md), fold 0 out of fold / test NDCG@10 against the defaults:
