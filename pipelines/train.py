@@ -86,9 +86,9 @@ class TrainJob:
         return self.work_dir or self.out.with_name(self.out.name + ".work")
 
     def recommender_config(self, checkpoint: str | None, sasrec: str | None = None) -> RecommenderConfig:
-        """The configured recommender; scorers and candidates are merged over the defaults (a
-        candidate depth of 0 removes that source), and a fine-tuned encoder joins as a scorer, a
-        candidate source and the embeddings of the similarity features."""
+        """The configured recommender; scorers and candidates (and cold candidates) are merged over
+        the defaults (a depth of 0 removes that source), and a fine-tuned encoder joins as a scorer,
+        a candidate source and the embeddings of the similarity features."""
         options = dict(self.recommender)
         base = RecommenderConfig()
         scorers = {**base.scorers, **options.get("scorers", {})}
@@ -106,6 +106,8 @@ class TrainJob:
             candidates.setdefault("sasrec", 100)
         options["scorers"] = scorers
         options["candidates"] = {k: v for k, v in candidates.items() if v}
+        cold = {**base.cold_candidates, **options.get("cold_candidates", {})}
+        options["cold_candidates"] = {k: v for k, v in cold.items() if v}
         return make_config(RecommenderConfig, None, options)
 
 

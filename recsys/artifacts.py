@@ -180,8 +180,9 @@ def load_recommender(folder: str | Path) -> Recommender:
         for name, spec in raw["scorers"].items()
     }
     specs = {name: {**CHANGED_DEFAULTS.get(spec["model"], {}), **spec} for name, spec in specs.items()}
-    # An artifact written before ``count_features`` existed has a ranker that learned raw counts.
-    config = RecommenderConfig(**{"count_features": "raw", **raw, "scorers": specs})
+    # An artifact written before ``count_features`` existed has a ranker that learned raw counts;
+    # one written before ``cold_candidates``, candidates from its ``candidates`` sources alone.
+    config = RecommenderConfig(**{"count_features": "raw", "cold_candidates": {}, **raw, "scorers": specs})
     scorers = {}
     for name, spec in specs.items():
         scorer = build_scorer(spec["model"], {k: v for k, v in spec.items() if k != "model"})

@@ -118,6 +118,7 @@ class RecommenderConfig:
         if unknown:
             raise ConfigError(
                 f"cold_candidates sources {unknown} are not among the scorers {list(self.scorers)}"
+                " (cold_candidates = {} for none)"
             )
         bad = {
             s: n

@@ -244,15 +244,18 @@ def test_artifact_round_trip_gives_identical_scores(trained, tmp_path):
     assert load_recommender(folder).recommend(ids, k=5) == rec.recommend(ids, k=5)
 
 
-def test_artifact_from_before_count_features_reads_raw_counts(trained, tmp_path):
+def test_artifact_from_before_count_features_reads_raw_counts_and_no_cold_sources(trained, tmp_path):
     # Its ranker learned raw counts: without the field in its config it must not get shares.
     rec = trained[0]
     folder = save_recommender(rec, tmp_path / "old")
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["config"].pop("count_features") == "per_10k"
+    # from before cold_candidates too: its candidates came from ``candidates`` alone
+    assert manifest["config"].pop("cold_candidates") == {"popularity": 20}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     loaded = load_recommender(folder)
     assert loaded.config.count_features == "raw" and loaded.side.count_scale == 1.0
+    assert loaded.config.cold_candidates == {}
     assert rec.side.count_scale == pytest.approx(10_000 / len(rec.data.seq_items))
 
 
