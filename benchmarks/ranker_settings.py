@@ -60,6 +60,7 @@ from recsys.data import Dataset, label_split, load_amazon_scientific
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.evaluation.report import write_json
 from recsys.evaluation.stats import paired_bootstrap
+from recsys.rank.features import from_source
 from recsys.rank.ranker import Ranker, RankerConfig
 from recsys.rank.training import ranker_frames, train_ranker
 from recsys.recommender import RecommenderConfig
@@ -196,7 +197,7 @@ def fewer_candidates(
         raise SystemExit(f"candidates: {unknown or wider} not among the frames' sources or deeper than built")
     new = {**config.candidates, **depths}
     kept = pl.any_horizontal([pl.col(f"{s}_rank") < d for s, d in new.items() if d > 0])
-    flags = [(pl.col(f"{s}_rank") < d).cast(pl.Int8).alias(f"from_{s}") for s, d in new.items()]
+    flags = [from_source(s, d) for s, d in new.items()]
     config = dataclasses.replace(config, candidates={s: d for s, d in new.items() if d > 0})
     return labels.filter(kept).with_columns(flags), test.filter(kept).with_columns(flags), config
 
