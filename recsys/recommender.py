@@ -342,8 +342,9 @@ class Recommender:
     ) -> list[tuple[list[Recommendation], str]]:
         """``recommend_user`` for several (user id, recent item ids) at once, in one pass per kind of
         user (trained users as fitted; folded-in histories): what the service does with requests
-        that arrive together. Each answer is the one ``recommend_user`` gives alone, up to the float
-        rounding of the scorers' matrix products (about 1e-6), which can swap near-ties."""
+        that arrive together. Each answer is the one ``recommend_user`` gives alone: the scorers score
+        a user bit for bit the same in any batch (``user_item_scores``), but for SASRec, whose
+        transformer's float32 sums depend on the batch by about 1e-6, which can swap near-ties."""
         _check_k(k)
         found = [self.user_history(user_id, recent) for user_id, recent in requests]
         out: list[tuple[list[Recommendation], str]] = [([], basis) for _, _, basis in found]

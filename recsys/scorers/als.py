@@ -53,7 +53,7 @@ class ALSScorer(FactorScorer):
 
         x = (YᵀY + Yᵀ(C − I)Y + λI)⁻¹ Yᵀ C p with confidence c = 1 + alpha on the history's items.
         """
-        y = self.item_factors.astype(np.float64)
+        y = self._wide.of(self.item_factors)
         gram = y.T @ y + self.config.regularization * np.eye(y.shape[1])
         out = np.zeros((len(histories), y.shape[1]), dtype=np.float32)
         for r, h in enumerate(histories):

@@ -9,7 +9,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from recsys.data.train_data import TrainData
-from recsys.scorers.base import Scorer, user_item_scores
+from recsys.scorers.base import Scorer, WideTable, user_item_scores
 
 
 class FactorScorer(Scorer):
@@ -22,6 +22,10 @@ class FactorScorer(Scorer):
     user_factors: np.ndarray
     item_factors: np.ndarray
     unseen: np.ndarray
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wide = WideTable()  # item_factors in float64, for user_item_scores
 
     def _make_model(self) -> Any:
         raise NotImplementedError
@@ -61,8 +65,8 @@ class FactorScorer(Scorer):
         return self._from_factors(self.fold_in(histories), items)
 
     def _from_factors(self, user_f: np.ndarray, items: np.ndarray | None) -> np.ndarray:
-        item_f = self.item_factors if items is None else self.item_factors[items]
-        scores = user_item_scores(user_f, item_f)  # (users, factors) @ (factors, items)
+        table = self._wide.of(self.item_factors)
+        scores = user_item_scores(user_f, table if items is None else table[items])
         if len(self.unseen):
             unseen = self.unseen if items is None else np.flatnonzero(np.isin(items, self.unseen))
             scores[:, unseen] = -np.inf

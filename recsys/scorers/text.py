@@ -31,7 +31,7 @@ import polars as pl
 from recsys.config import make_config
 from recsys.data.train_data import TrainData
 from recsys.errors import ArtifactError, ConfigError
-from recsys.scorers.base import Scorer, grow_rows, history_weights, user_item_scores
+from recsys.scorers.base import Scorer, WideTable, grow_rows, history_weights, user_item_scores
 from recsys.text.cache import cached_embeddings
 from recsys.text.encoder import EncoderConfig, TextEncoder
 from recsys.text.pairs import user_text
@@ -121,6 +121,7 @@ class TextScorer(Scorer):
         self.encoder = TextEncoder(self.config.encoder_config())
         self._user_encoder: TextEncoder | None = None
         self.item_embeddings = np.zeros((0, 0), dtype=np.float32)
+        self._wide = WideTable()  # item_embeddings in float64, for user_item_scores
         self.embedding_info: dict[str, Any] = {}
         self.item_bias: np.ndarray | None = None  # (n_items,) added to the cosine; None: none
         self.new_item_bias = self.config.new_item_bias
@@ -160,6 +161,7 @@ class TextScorer(Scorer):
         encoded from their text; new items get the prior of an unknown one."""
         rows = np.asarray(rows, dtype=np.int64)
         out = copy.copy(self)
+        out._wide = WideTable()
         emb = grow_rows(self.item_embeddings, data.n_items)
         if len(rows):
             emb[rows] = self.encoder.encode([data.item_text[int(r)] for r in rows])
@@ -213,8 +215,8 @@ class TextScorer(Scorer):
         return self._scores(self.history_vectors(histories), items)
 
     def _scores(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
-        emb = self.item_embeddings if items is None else self.item_embeddings[items]
-        scores = user_item_scores(users, emb)
+        table = self._wide.of(self.item_embeddings)
+        scores = user_item_scores(users, table if items is None else table[items])
         if self.item_bias is not None:
             scores += self.item_bias[None, :] if items is None else self.item_bias[items][None, :]
         return scores

@@ -9,6 +9,7 @@ from recsys.data import TrainData, leave_one_out, synthetic_dataset
 from recsys.errors import ArtifactError, ConfigError, NotFittedError
 from recsys.evaluation import evaluate
 from recsys.scorers import SCORERS, build_scorer
+from recsys.scorers.base import WideTable, user_item_scores
 
 FAST = {
     "popularity": {},
@@ -75,6 +76,33 @@ def test_batch_equals_per_user(fitted, name):
     batch = scorer.score(users)
     single = np.vstack([scorer.score(np.array([u])) for u in users])
     np.testing.assert_allclose(batch, single, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["als", "bpr", "text", "encoder"])
+def test_vector_scorers_score_a_user_the_same_in_any_batch(fitted, name):
+    # Bit for bit, so that ties (items with the same vector) stay ties and rank the same alone and
+    # in a batch; 80 users crosses user_item_scores' switch between its two product orders.
+    scorer = fitted[name]
+    users = np.arange(80)
+    batch = scorer.score(users)
+    np.testing.assert_array_equal(batch[:12], scorer.score(users[:12]))
+    np.testing.assert_array_equal(batch[:12], np.vstack([scorer.score(np.array([u])) for u in users[:12]]))
+
+
+def test_user_item_scores_keep_ties_whatever_the_batch():
+    rng = np.random.default_rng(0)
+    items = rng.standard_normal((500, 96)).astype(np.float32)
+    items[[7, 300, 499]] = items[3]  # four items with one vector (one text)
+    users = rng.standard_normal((100, 96)).astype(np.float32)
+    wide = WideTable().of(items)
+    batch = user_item_scores(users, wide)
+    assert batch.dtype == np.float32 and batch.flags.c_contiguous
+    for u in range(0, 100, 9):
+        alone = user_item_scores(users[u : u + 1], wide)[0]
+        np.testing.assert_array_equal(alone, batch[u])
+        assert len(set(alone[[3, 7, 300, 499]].tolist())) == 1
+    np.testing.assert_array_equal(user_item_scores(users[:25], wide), batch[:25])
+    np.testing.assert_allclose(batch, users @ items.T, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", list(SCORERS))
