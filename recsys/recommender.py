@@ -276,7 +276,7 @@ class Recommender:
     ) -> list[list[Recommendation]]:
         """Top-``k`` for each user id; an unknown user gets the anonymous (empty-history) list."""
         _check_k(k)
-        rows = self.data.users.index(pl.Series(list(user_ids), dtype=pl.String))
+        rows = self.data.users.index(list(user_ids))  # a few ids: a dict lookup, not a join
         known = rows >= 0
         results: list[list[Recommendation]] = [[] for _ in user_ids]
         if known.any():
