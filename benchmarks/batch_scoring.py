@@ -70,6 +70,7 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     rec = load_recommender(args.model_dir)
+    rec.ranker.compile()  # as `recsys score` and each Ray actor do: the engines differ only in workers
     rec.ranker.predict_threads = 1
     users = [str(u) for u in rec.data.users.ids.to_list()]
     if args.limit_users:
