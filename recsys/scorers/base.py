@@ -144,7 +144,7 @@ def user_item_scores(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     vectors (the same text) then tie in one call and not in the other, their ranks swap, and a
     user's list would depend on the batch. The float64 sums differ by far less than a float32
     step, so they round to the same float32; the cost is about 15% on a chunk of 512 users and
-    0.4 ms on one, and the memory of a float64 copy of each item table.
+    0.2 ms on one, and the memory of a float64 copy of each item table.
 
     In float32, OpenBLAS had computed a handful of rows faster as ``items @ users.T``; in float64
     the plain order is as fast or faster at every size measured (1 to 128 users × 4,385 items ×
