@@ -92,6 +92,7 @@ class TrainJob:
         options = dict(self.recommender)
         base = RecommenderConfig()
         scorers = {**base.scorers, **options.get("scorers", {})}
+        # Zeros stay until the end, so that a depth of 0 also removes the encoder or SASRec.
         candidates = {**base.candidates, **options.get("candidates", {})}
         if checkpoint:
             # The encoder's learned prior per item is popularity, which the ranker has as features
@@ -105,10 +106,14 @@ class TrainJob:
             scorers.setdefault("sasrec", {"model": "sasrec", "checkpoint": sasrec})
             candidates.setdefault("sasrec", 100)
         options["scorers"] = scorers
-        options["candidates"] = {k: v for k, v in candidates.items() if v}
-        cold = {**base.cold_candidates, **options.get("cold_candidates", {})}
-        options["cold_candidates"] = {k: v for k, v in cold.items() if v}
+        options["candidates"] = _over(candidates, {})
+        options["cold_candidates"] = _over(base.cold_candidates, options.get("cold_candidates", {}))
         return make_config(RecommenderConfig, None, options)
+
+
+def _over(defaults: Mapping[str, int], given: Mapping[str, int]) -> dict[str, int]:
+    """Candidate depths ``given`` over ``defaults``, the sources at depth 0 removed."""
+    return {k: v for k, v in {**defaults, **given}.items() if v}
 
 
 def _temporal(dataset: Dataset, split_kind: str) -> bool:

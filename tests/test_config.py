@@ -60,3 +60,15 @@ def test_recommender_candidate_sources_are_checked():
         RecommenderConfig(cold_candidates={"nope": 10})
     with pytest.raises(ConfigError, match="whole numbers >= 0"):
         RecommenderConfig(candidates={"als": -1})
+
+
+def test_train_job_merges_candidate_depths_over_the_defaults(tmp_path):
+    from pipelines.train import TrainJob
+
+    depths = {"candidates": {"als": 0, "ease": 30, "encoder": 0}, "cold_candidates": {"popularity": 0}}
+    job = TrainJob(out=tmp_path, recommender=depths)
+    config = job.recommender_config(checkpoint="enc", sasrec="sasrec.pt")
+    assert "als" not in config.candidates and config.candidates["ease"] == 30
+    assert "encoder" not in config.candidates, "a depth of 0 removes the encoder as a source"
+    assert config.candidates["sasrec"] == 100 and config.cold_candidates == {}
+    assert "encoder" in config.scorers and config.embeddings_from == "encoder"

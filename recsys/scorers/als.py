@@ -54,7 +54,7 @@ class ALSScorer(FactorScorer):
         x = (YᵀY + Yᵀ(C − I)Y + λI)⁻¹ Yᵀ C p with confidence c = 1 + alpha on the history's items.
         """
         y = self._wide.of(self.item_factors)
-        gram = y.T @ y + self.config.regularization * np.eye(y.shape[1])
+        gram = self._wide.gram(self.item_factors) + self.config.regularization * np.eye(y.shape[1])
         out = np.zeros((len(histories), y.shape[1]), dtype=np.float32)
         for r, h in enumerate(histories):
             items = np.unique(h)

@@ -155,13 +155,27 @@ def user_item_scores(users: np.ndarray, items: np.ndarray) -> np.ndarray:
 
 class WideTable:
     """A float64 copy of a scorer's float32 item table for ``user_item_scores``: made on first use
-    and again whenever the scorer's table is replaced (refit, loaded state, new items)."""
+    and again whenever the scorer's table is replaced (refit, loaded state, new items), with its
+    Gram matrix ``YᵀY`` (for ALS's fold-in) computed once per copy."""
 
     def __init__(self) -> None:
         self._source: np.ndarray | None = None
         self._wide = np.zeros((0, 0))
+        self._gram: np.ndarray | None = None
 
     def of(self, table: np.ndarray) -> np.ndarray:
         if self._source is not table:
-            self._wide, self._source = np.asarray(table, dtype=np.float64), table
+            self._wide, self._source, self._gram = np.asarray(table, dtype=np.float64), table, None
         return self._wide
+
+    def scores(self, table: np.ndarray, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
+        """``user_item_scores`` of ``users`` against ``table``'s rows ``items`` (None: every row)."""
+        wide = self.of(table)
+        return user_item_scores(users, wide if items is None else wide[items])
+
+    def gram(self, table: np.ndarray) -> np.ndarray:
+        """``YᵀY`` of ``table`` in float64."""
+        wide = self.of(table)
+        if self._gram is None:
+            self._gram = wide.T @ wide
+        return self._gram

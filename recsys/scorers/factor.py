@@ -9,7 +9,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from recsys.data.train_data import TrainData
-from recsys.scorers.base import Scorer, WideTable, user_item_scores
+from recsys.scorers.base import Scorer, WideTable
 
 
 class FactorScorer(Scorer):
@@ -65,8 +65,7 @@ class FactorScorer(Scorer):
         return self._from_factors(self.fold_in(histories), items)
 
     def _from_factors(self, user_f: np.ndarray, items: np.ndarray | None) -> np.ndarray:
-        table = self._wide.of(self.item_factors)
-        scores = user_item_scores(user_f, table if items is None else table[items])
+        scores = self._wide.scores(self.item_factors, user_f, items)
         if len(self.unseen):
             unseen = self.unseen if items is None else np.flatnonzero(np.isin(items, self.unseen))
             scores[:, unseen] = -np.inf

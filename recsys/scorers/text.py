@@ -31,7 +31,7 @@ import polars as pl
 from recsys.config import make_config
 from recsys.data.train_data import TrainData
 from recsys.errors import ArtifactError, ConfigError
-from recsys.scorers.base import Scorer, WideTable, grow_rows, history_weights, user_item_scores
+from recsys.scorers.base import Scorer, WideTable, grow_rows, history_weights
 from recsys.text.cache import cached_embeddings
 from recsys.text.encoder import EncoderConfig, TextEncoder
 from recsys.text.pairs import user_text
@@ -215,8 +215,7 @@ class TextScorer(Scorer):
         return self._scores(self.history_vectors(histories), items)
 
     def _scores(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
-        table = self._wide.of(self.item_embeddings)
-        scores = user_item_scores(users, table if items is None else table[items])
+        scores = self._wide.scores(self.item_embeddings, users, items)
         if self.item_bias is not None:
             scores += self.item_bias[None, :] if items is None else self.item_bias[items][None, :]
         return scores
