@@ -121,6 +121,12 @@ class RankerConfig:
     # fold 0, test −0.0002 / +0.0010 / +0.0006: validation does not choose it.
     extra_trees: bool = False
     path_smooth: float = 0.0
+    # gbdt | dart (LightGBM's boosting: DART drops a random share ``drop_rate`` of the trees so
+    # far while it fits each new one, and rescales them after). DART has no early stopping and a
+    # model's first rounds change as it grows: each model learns ``max_rounds`` rounds watching
+    # its holdout, then learns again for the round kept (the same seed gives the same trees).
+    boosting: str = "gbdt"
+    drop_rate: float = 0.1
     max_bin: int = 255  # histogram bins per feature
     seed: int = 0
     threads: int = 2
@@ -160,6 +166,10 @@ class RankerConfig:
             raise ConfigError(f"ranker.cv_repeats must be at least 1, not {self.cv_repeats}")
         if self.sigmoid <= 0:
             raise ConfigError(f"ranker.sigmoid must be positive, not {self.sigmoid}")
+        if self.boosting not in ("gbdt", "dart"):
+            raise ConfigError(f"ranker.boosting must be gbdt or dart, not {self.boosting!r}")
+        if not 0.0 < self.drop_rate <= 1.0:
+            raise ConfigError(f"ranker.drop_rate must be in (0, 1], not {self.drop_rate}")
         if self.path_smooth < 0 or self.max_bin < 2:
             raise ConfigError("ranker: path_smooth >= 0 and max_bin >= 2 are required")
         if self.num_leaves < 2 or self.max_rounds < 1 or self.learning_rate <= 0:
@@ -234,6 +244,11 @@ class Ranker:
             "lambdarank_norm": c.lambdarank_norm,
             **({"extra_trees": True} if c.extra_trees else {}),
             **({"path_smooth": c.path_smooth} if c.path_smooth else {}),
+            **(
+                {"boosting": "dart", "drop_rate": c.drop_rate, "drop_seed": c.seed + member}
+                if self._dart
+                else {}
+            ),
             **(
                 {
                     "monotone_constraints": [c.monotone.get(f, 0) for f in self.features],
@@ -407,10 +422,9 @@ class Ranker:
         import lightgbm as lgb
 
         evals: dict[str, Any] = {}
-        callbacks: list[Any] = [
-            lgb.early_stopping(self.config.early_stopping_rounds, verbose=False),
-            lgb.record_evaluation(evals),
-        ]
+        callbacks: list[Any] = [lgb.record_evaluation(evals)]
+        if not self._dart:
+            callbacks.append(lgb.early_stopping(self.config.early_stopping_rounds, verbose=False))
         if progress:
             callbacks.append(lgb.log_evaluation(100))
         booster = lgb.train(
@@ -422,7 +436,14 @@ class Ranker:
             callbacks=callbacks,
         )
         curve = np.asarray(evals["holdout"]["ndcg@10"])
-        return booster, smoothed_best(curve, self.config.smooth_rounds), curve
+        best = smoothed_best(curve, self.config.smooth_rounds)
+        if self._dart and best < booster.current_iteration():
+            booster = lgb.train(self._params(member), train, num_boost_round=best)
+        return booster, best, curve
+
+    @property
+    def _dart(self) -> bool:
+        return self.config.boosting == "dart"
 
     @property
     def _graded(self) -> bool:

@@ -374,6 +374,38 @@ def test_tree_shape_options_reach_lightgbm():
             RankerConfig(**bad)  # type: ignore[arg-type]
 
 
+def test_dart_keeps_the_model_its_holdout_scored_at_the_round_kept():
+    """DART learns ``max_rounds`` rounds (no early stopping), then again for the round kept: the same
+    seed gives the same trees, so the kept model scores its holdout as the curve said at that
+    round, and predicts with all of its trees."""
+    frame = _frame(200, 0)
+    config = RankerConfig(
+        max_rounds=40,
+        min_data_in_leaf=5,
+        threads=1,
+        cv_folds=4,
+        smooth_rounds=5,
+        boosting="dart",
+        drop_rate=0.2,
+    )
+    ranker = Ranker(config, ["a", "b"]).fit(frame)
+    assert "[boosting: dart]" in ranker.boosters[0].model_to_string()
+    part = np.random.default_rng(0).permutation(200) % 4
+    row_part = part[frame["user"].to_numpy()]
+    x, label = ranker.matrix(frame), frame["label"].to_numpy()
+    for m, (booster, best) in enumerate(zip(ranker.boosters, ranker.info["best_rounds"], strict=True)):
+        assert booster.num_trees() == best
+        held = row_part == m
+        groups = np.unique(frame["user"].to_numpy()[held], return_counts=True)[1]
+        score = ndcg_at(booster.predict(x[held]), label[held], groups, 10)
+        assert score == pytest.approx(ranker.info["holdout_ndcg@10_members"][m], abs=1e-6)
+    test = _frame(100, 1)
+    assert np.corrcoef(ranker.predict(test), test["a"].to_numpy())[0, 1] > 0.6
+    for bad in ({"boosting": "goss"}, {"drop_rate": 0.0}):
+        with pytest.raises(ConfigError, match=r"boosting|drop_rate"):
+            RankerConfig(**bad)  # type: ignore[arg-type]
+
+
 def test_pair_weight_options_reach_lightgbm():
     """``sigmoid`` and ``lambdarank_norm`` are LambdaRank's own parameters in the trained model."""
     config = RankerConfig(
