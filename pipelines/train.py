@@ -106,14 +106,17 @@ class TrainJob:
             scorers.setdefault("sasrec", {"model": "sasrec", "checkpoint": sasrec})
             candidates.setdefault("sasrec", 100)
         options["scorers"] = scorers
-        options["candidates"] = _over(candidates, {})
-        options["cold_candidates"] = _over(base.cold_candidates, options.get("cold_candidates", {}))
+        options["candidates"] = _depths(candidates)
+        options["cold_candidates"] = _depths(base.cold_candidates, options.get("cold_candidates", {}))
         return make_config(RecommenderConfig, None, options)
 
 
-def _over(defaults: Mapping[str, int], given: Mapping[str, int]) -> dict[str, int]:
-    """Candidate depths ``given`` over ``defaults``, the sources at depth 0 removed."""
-    return {k: v for k, v in {**defaults, **given}.items() if v}
+def _depths(*layers: Mapping[str, int]) -> dict[str, int]:
+    """Candidate depths, each layer over the ones before it, the sources at depth 0 removed."""
+    merged: dict[str, int] = {}
+    for layer in layers:
+        merged.update(layer)
+    return {k: v for k, v in merged.items() if v}
 
 
 def _temporal(dataset: Dataset, split_kind: str) -> bool:
