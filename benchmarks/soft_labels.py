@@ -61,7 +61,9 @@ def similarity_column(dataset: Any, labels: pl.DataFrame, split_kind: str) -> pl
     return pl.concat(parts).sort("user", "item")
 
 
-def run(dataset: Any, base: Any, labels: pl.DataFrame, test: pl.DataFrame, opt: dict[str, Any]) -> Any:
+def run(base: Any, labels: pl.DataFrame, test: pl.DataFrame, opt: dict[str, Any]) -> Any:
+    """One setting's ranker and per-user figures (test metrics, out of fold over every query and
+    over fold 0, 0 where the target is not among the candidates)."""
     gain, threshold = float(opt.get("gain", 0)), float(opt.get("threshold", 1.1))
     empty = bool(opt.get("empty", False))
     frame = labels.with_columns(soft=((pl.col("sim") >= threshold) & (pl.col("label") == 0)).cast(pl.Int8))
@@ -140,7 +142,7 @@ def main() -> int:
         )
     results, first = {}, None
     for opt in [json.loads(s) for s in args.settings]:
-        ranker, per_user = run(dataset, base, labels, test, opt)
+        ranker, per_user = run(base, labels, test, opt)
         row: dict[str, Any] = {
             "validation": {
                 "oof_every_user": round(float(per_user["oof_every"].mean()), 4),
