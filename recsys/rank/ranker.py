@@ -132,6 +132,14 @@ class RankerConfig:
     boosting: str = "gbdt"
     drop_rate: float = 0.1
     max_bin: int = 255  # histogram bins per feature
+    # Piecewise-linear trees (LightGBM's ``linear_tree``): each leaf fits a ridge regression, with
+    # weight ``linear_lambda`` on its slopes, on the features split on along its path, instead of
+    # a constant. Reasons still work (they replace features, not TreeSHAP, which LightGBM lacks for
+    # such trees), but ``compile`` leaves them to LightGBM. Off: over run 34's checkpoints, linear
+    # leaves (linear_lambda 1 / 10) against constant ones: NDCG@10 of the validation event
+    # 0.0000 / +0.0002, test −0.0008 / +0.0003, each interval across zero (benchmarks/RESULTS.md).
+    linear_tree: bool = False
+    linear_lambda: float = 0.0
     seed: int = 0
     threads: int = 2
 
@@ -174,6 +182,8 @@ class RankerConfig:
             raise ConfigError(f"ranker.boosting must be gbdt or dart, not {self.boosting!r}")
         if not 0.0 < self.drop_rate <= 1.0:
             raise ConfigError(f"ranker.drop_rate must be in (0, 1], not {self.drop_rate}")
+        if self.linear_lambda < 0:
+            raise ConfigError(f"ranker.linear_lambda must be >= 0, not {self.linear_lambda}")
         if self.path_smooth < 0 or self.max_bin < 2:
             raise ConfigError("ranker: path_smooth >= 0 and max_bin >= 2 are required")
         if self.num_leaves < 2 or self.max_rounds < 1 or self.learning_rate <= 0:
@@ -248,6 +258,7 @@ class Ranker:
             "lambdarank_norm": c.lambdarank_norm,
             **({"extra_trees": True} if c.extra_trees else {}),
             **({"path_smooth": c.path_smooth} if c.path_smooth else {}),
+            **({"linear_tree": True, "linear_lambda": c.linear_lambda} if c.linear_tree else {}),
             **(
                 {"boosting": "dart", "drop_rate": c.drop_rate, "drop_seed": c.seed + member}
                 if self._dart
@@ -538,6 +549,9 @@ class Ranker:
         except ImportError:
             log.info("lleaves is not installed: the ranker predicts with LightGBM")
             return False
+        if self.config.linear_tree:
+            log.info("lleaves does not compile linear trees: the ranker predicts with LightGBM")
+            return False
         cpu = f"{llvm.get_host_cpu_name()} {llvm.get_host_cpu_features().flatten()}"
         folder = Path(cache_dir) if cache_dir else default_compile_dir()
         rng = np.random.default_rng(0)
@@ -561,6 +575,8 @@ class Ranker:
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
         """(rows, n_features) each feature's additive contribution to the score (TreeSHAP; the
         mean over the models, as the score is)."""
+        if self.config.linear_tree:
+            raise ConfigError("ranker: LightGBM has no TreeSHAP contributions for linear trees (linear_tree)")
         x = frame.select(self.features).to_numpy().astype(np.float32)
         outs = [b.predict(x, num_iteration=self._rounds(b), pred_contrib=True) for b in self._check()]
         return np.mean(outs, axis=0)[:, : len(self.features)]

@@ -72,6 +72,9 @@ class SASRecConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
+    # Share of the input items hidden at each training step (each enters as padding, a zero vector;
+    # every next-item target is kept): the model learns not to lean on any one past item.
+    item_mask: float = 0.0
     seed: int = 0
     threads: int = 0  # torch threads while training (0: leave as is)
     # Where the model trains: auto (a CUDA GPU where torch sees one, else the CPU), cpu, cuda or
@@ -99,6 +102,8 @@ class SASRecConfig:
         if self.architecture == "transformer" and (self.heads < 1 or self.dim % self.heads):
             # attention splits dim among the heads; a GRU has no heads, so any dim suits it
             raise ConfigError(f"sasrec: dim ({self.dim}) must be a multiple of heads ({self.heads})")
+        if not 0.0 <= self.item_mask < 1.0:
+            raise ConfigError(f"sasrec: item_mask must be in [0, 1), not {self.item_mask}")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ConfigError("sasrec: epochs, batch_size and learning_rate must be positive")
         check_device(self.device, "sasrec")
@@ -239,6 +244,9 @@ def train_model(
             idx = order[s : s + cfg.batch_size]
             seq, tgt = inputs[idx], targets[idx]
             keep = tgt > 0  # (B, L) positions with a next item
+            if cfg.item_mask:
+                hidden = torch.rand(seq.shape, device=device) < cfg.item_mask
+                seq = seq.masked_fill(hidden, 0)
             table = model.item_table()
             states = model(seq, table)[keep]  # (positions, dim)
             loss = nn.functional.cross_entropy(model.logits(states, table), tgt[keep] - 1)

@@ -374,6 +374,26 @@ def test_tree_shape_options_reach_lightgbm():
             RankerConfig(**bad)  # type: ignore[arg-type]
 
 
+def test_linear_trees_learn_the_order_and_are_not_compiled():
+    """``linear_tree`` gives leaves with slopes: the model learns the order, predicts with LightGBM
+    (lleaves does not compile such trees) and refuses TreeSHAP contributions clearly."""
+    config = RankerConfig(
+        max_rounds=40, min_data_in_leaf=5, threads=1, cv_folds=0, ensemble=1, refit_all=False,
+        linear_tree=True, linear_lambda=1.0,
+    )  # fmt: skip
+    frame = _frame(300, 0)
+    ranker = Ranker(config, ["a", "b"]).fit(frame)
+    text = ranker.boosters[0].model_to_string()
+    assert "[linear_tree: 1]" in text and "is_linear=1" in text
+    test = _frame(100, 1)
+    assert np.corrcoef(ranker.predict(test), test["a"].to_numpy())[0, 1] > 0.6
+    assert ranker.compile() is False and ranker.compiled is None
+    with pytest.raises(ConfigError, match="linear trees"):
+        ranker.contributions(test)
+    with pytest.raises(ConfigError, match="linear_lambda"):
+        RankerConfig(linear_lambda=-1.0)
+
+
 def test_dart_keeps_the_model_its_holdout_scored_at_the_round_kept():
     """DART learns ``max_rounds`` rounds (no early stopping), then again for the round kept: the same
     seed gives the same trees, so the kept model scores its holdout as the curve said at that

@@ -272,3 +272,21 @@ def test_an_edited_item_drops_its_old_words(loo_test, embedding_cache):
     state = {k: np.array(v) for k, v in after.get_state().items()}
     restored = build_scorer("sasrec").set_state(state, grown)
     np.testing.assert_array_equal(restored.score(np.arange(10)), after.score(np.arange(10)))
+
+
+def test_hidden_input_items_change_training_reproducibly_and_it_still_learns(loo_test):
+    """``item_mask`` hides a share of the input items at each step (seeded by the model's seed):
+    the same seed gives the same model, the plain model differs, and successors are still learned."""
+    split, data = loo_test
+    options = {**FAST, "text": False, "epochs": 20}
+    masked = build_scorer("sasrec", {**options, "item_mask": 0.3}).fit(data)
+    again = build_scorer("sasrec", {**options, "item_mask": 0.3}).fit(data)
+    plain = build_scorer("sasrec", options).fit(data)
+    users = np.arange(25)
+    np.testing.assert_array_equal(masked.score(users), again.score(users))
+    assert not np.allclose(masked.score(users), plain.score(users))
+    pop = evaluate(build_scorer("popularity").fit(data), data, split).metrics
+    assert evaluate(masked, data, split).metrics["ndcg@10"] >= 1.5 * pop["ndcg@10"]
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ConfigError, match="item_mask must be in"):
+            SASRecConfig(item_mask=bad)
