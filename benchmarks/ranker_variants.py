@@ -28,6 +28,8 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `sasrec-words`: SASRec with a learned vector per word of the item text (`sasrec.words`), its
   checkpoints trained on first use (`sasrec_words*.pt`); `sasrec-words-extra`: that model beside
   the plain one, as one more scorer (features only);
+- `sasrec-mask`: SASRec trained with a tenth of its input items hidden at each step
+  (`sasrec.item_mask = 0.1`), its checkpoints trained on first use (`sasrec_mask*.pt`);
 - `sasrec-shared`: one SASRec for every label fold, trained on the histories before all of them
   (`recsys train` before it trained one per fold), instead of one per fold;
 - `single`, `ensemble5`: one LambdaRank model, or five, early-stopped on one 15% holdout of the
@@ -135,6 +137,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sasrec-words-extra": {
         "scorers": {"sasrec_words": {"model": "sasrec", "words": True, "stem": "sasrec_words"}}
     },
+    "sasrec-mask": {"scorers": {"sasrec": {"item_mask": 0.1, "stem": "sasrec_mask"}}},
     "sasrec-shared": {"shared": {"sasrec": True}},
     "gru": {"scorers": {"gru": {"model": "sasrec", "architecture": "gru", "layers": 1, "stem": "gru"}}},
     "gru50": {

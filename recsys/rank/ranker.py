@@ -136,8 +136,9 @@ class RankerConfig:
     # weight ``linear_lambda`` on its slopes, on the features split on along its path, instead of
     # a constant. Reasons still work (they replace features, not TreeSHAP, which LightGBM lacks for
     # such trees), but ``compile`` leaves them to LightGBM. Off: over run 34's checkpoints, linear
-    # leaves (linear_lambda 1 / 10) against constant ones: NDCG@10 of the validation event
-    # 0.0000 / +0.0002, test −0.0008 / +0.0003, each interval across zero (benchmarks/RESULTS.md).
+    # leaves (linear_lambda 1 / 10 / 30 / 100) against constant ones: NDCG@10 of the validation
+    # event 0.0000 / +0.0002 / 0.0000 / −0.0002, test −0.0008 / +0.0003 / +0.0002 / −0.0003, each
+    # interval across zero (benchmarks/RESULTS.md, issue 4).
     linear_tree: bool = False
     linear_lambda: float = 0.0
     seed: int = 0
