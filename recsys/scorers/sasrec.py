@@ -75,7 +75,7 @@ class SASRecConfig:
     # Share of the input items hidden at each training step (each enters as padding, a zero vector;
     # every next-item target is kept): the model learns not to lean on any one past item. Off:
     # alone on Amazon Scientific's validation split NDCG@10 0.0874 / 0.0869 / 0.0861 at 0.1 / 0.2 /
-    # 0.3 against 0.0862 (seed 0), within the seeds' spread; 0.1 in the hybrid: validation event
+    # 0.3 against 0.0862 (seed 0), about the spread of two seeds; 0.1 in the hybrid: validation event
     # −0.0003, test −0.0007, both intervals across zero (benchmarks/RESULTS.md, issue 4).
     item_mask: float = 0.0
     seed: int = 0
