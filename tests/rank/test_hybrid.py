@@ -176,6 +176,27 @@ def test_recommendations_exclude_history_and_carry_reasons_naming_real_items(tra
                         assert named in titles and named in history_titles, reason
 
 
+def test_a_ranker_with_linear_leaves_still_gives_reasons(synthetic, config, trained):
+    """Reasons replace a family's features and predict again (no TreeSHAP, which LightGBM lacks for
+    linear trees), so a ranker with linear leaves still explains every item it recommends."""
+    from recsys.rank.training import train_ranker
+
+    rec, _, _ = trained
+    linear = dataclasses.replace(config, ranker={**config.ranker, "linear_tree": True, "linear_lambda": 1.0})
+    ranker, _ = train_ranker(synthetic, linear)
+    assert "is_linear=1" in ranker.boosters[0].model_to_string()
+    users = rec.data.users.ids.head(10).to_list()
+    before = rec.recommend(users, k=5)
+    plain = rec.ranker
+    rec.ranker = ranker
+    try:
+        lists = rec.recommend(users, k=5)
+    finally:
+        rec.ranker = plain
+    assert [r.score for lst in lists for r in lst] != [r.score for lst in before for r in lst]
+    assert all(len(lst) == 5 and all(r.reasons for r in lst) for lst in lists)
+
+
 def test_rules_hold(trained):
     rec, _, _ = trained
     users = rec.data.users.ids.head(30).to_list()
