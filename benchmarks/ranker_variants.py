@@ -63,6 +63,10 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `seqviews`: two more views of the sequential linear scorer as features (no candidates): its
   pure transition model (`alpha = 1`: the next item from the recent items alone, no whole-history
   term) and its last item alone (`n_recent = 1`), both with the text prior;
+- `texttower`, `texttower50`: a text model that reads the user's whole history, fine-tuned end to
+  end on a GPU (`benchmarks/text_tower_gpu.py`), as one more scorer from its files of each user's
+  best items (`artifacts/text_tower/scores_{fold0,fold1,test}.npz`; items below its 200 best
+  score under them), for features only or also as a candidate source (its 50 best items);
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
   test split (`<work>/test/encoder_holdout`), instead of on every event before each label.
@@ -112,6 +116,8 @@ from recsys.scorers import SCORERS
 from recsys.scorers.base import Scorer
 from recsys.scorers.sasrec import SASRecScorer
 
+TEXT_TOWER = "artifacts/text_tower/scores"  # text_tower_gpu.py's files, copied from the GPU machine
+
 # Per variant: options merged into scorers' specs (None removes the scorer), and candidate depths
 # (0 removes the source).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -143,6 +149,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gru50": {
         "scorers": {"gru": {"model": "sasrec", "architecture": "gru", "layers": 1, "stem": "gru"}},
         "candidates": {"gru": 50},
+    },
+    # ``dump``: the stem of the scores files, one per label fold and one for the test split.
+    "texttower": {"scorers": {"texttower": {"model": "precomputed", "dump": TEXT_TOWER}}},
+    "texttower50": {
+        "scorers": {"texttower": {"model": "precomputed", "dump": TEXT_TOWER}},
+        "candidates": {"texttower": 50},
     },
     "encoder-holdout": {"shared": {"encoder": True}},
     "folds3": {"label_folds": 3},
@@ -208,6 +220,42 @@ class SeedAverage(Scorer):
 SCORERS["sasrec_avg"] = SeedAverage
 
 
+class Precomputed(Scorer):
+    """Scores computed elsewhere (on a GPU machine): each user's best items and their scores from
+    a file (``items``, ``scores``: one row per user of the data it is fitted on, best first).
+    Every other item scores just below the user's last kept one, so ranks past the file tie."""
+
+    name = "precomputed"
+
+    def __init__(self, scores: str, **options: Any) -> None:
+        super().__init__()
+        self.path = Path(scores)
+        self.matrix = np.empty((0, 0), dtype=np.float32)
+
+    def fit(self, data: TrainData) -> Precomputed:
+        if not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: no scores file (see benchmarks/text_tower_gpu.py)")
+        z = np.load(self.path)
+        items, scores = z["items"].astype(np.int64), z["scores"].astype(np.float32)
+        if items.shape[0] != data.n_users or items.max() >= data.n_items:
+            raise ValueError(
+                f"{self.path} holds {items.shape[0]} users and items up to {items.max()}, "
+                f"the data {data.n_users} users and {data.n_items} items"
+            )
+        finite = np.where(np.isfinite(scores), scores, np.inf).min(axis=1)
+        self.matrix = np.repeat((finite - 1.0)[:, None], data.n_items, axis=1).astype(np.float32)
+        np.put_along_axis(self.matrix, items, scores, axis=1)
+        self._data = data
+        return self
+
+    def _score(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
+        block = self.matrix[users]
+        return block if items is None else block[:, items]
+
+
+SCORERS["precomputed"] = Precomputed
+
+
 def _variant(name: str) -> str:
     for part in name.split("+"):
         if part not in VARIANTS:
@@ -240,6 +288,10 @@ def _configs(job: TrainJob, work: Path, purpose: str, variant: str) -> list[Reco
                 spec = {**scorers.get(name, {}), **patch}
                 if "stem" in spec:
                     spec["checkpoint"] = str(_sasrec_path(work, purpose, fold, spec.pop("stem"), shared))
+                if "dump" in spec:
+                    spec["scores"] = (
+                        f"{spec.pop('dump')}_{f'fold{fold}' if purpose == 'labels' else 'test'}.npz"
+                    )
                 scorers[name] = spec
             candidates.update(VARIANTS[part].get("candidates", {}))
             ranker.update(VARIANTS[part].get("ranker", {}))
