@@ -67,6 +67,9 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
   end on a GPU (`benchmarks/text_tower_gpu.py`), as one more scorer from its files of each user's
   best items (`artifacts/text_tower/scores_{fold0,fold1,test}.npz`; items below its 200 best
   score under them), for features only or also as a candidate source (its 50 best items);
+- `seqprev`: the sequential linear scorer over each history without its last item
+  (`skip_last = 1`) as one more scorer (features only): what the user was headed for before the
+  latest event, beside what follows it;
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
   test split (`<work>/test/encoder_holdout`), instead of on every event before each label.
@@ -182,6 +185,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "scorers": {"seqtext": {"model": "seqlinear", "text_prior": 0.03}},
         "candidates": {"seqtext": 100},
     },
+    "seqprev": {"scorers": {"seqprev": {"model": "seqlinear", "skip_last": 1}}},
     "seqviews": {
         "scorers": {
             "seqtrans": {"model": "seqlinear", "alpha": 1.0},

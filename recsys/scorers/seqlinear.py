@@ -55,6 +55,10 @@ class SeqLinearConfig:
     # Test, reported only: 0.1404 / 0.0972 → 0.1568 / 0.1092 (benchmarks/RESULTS.md, issue 4).
     text_prior: float = 0.03
     max_items: int = 30_000  # the dense solve needs n_items² floats
+    # Score from each history without its last ``skip_last`` items (0: the whole history): where
+    # the user was headed before their latest events, a second view of the same model for the
+    # ranker beside the plain one. Fitting is unchanged.
+    skip_last: int = 0
 
     def __post_init__(self) -> None:
         if self.l2 <= 0:
@@ -67,6 +71,8 @@ class SeqLinearConfig:
             raise ConfigError("seqlinear: alpha must be in [0, 1]")
         if self.text_prior < 0:
             raise ConfigError("seqlinear: text_prior must be 0 (none) or positive")
+        if self.skip_last < 0:
+            raise ConfigError("seqlinear: skip_last must be 0 (the whole history) or positive")
 
 
 def profiles_and_targets(data: TrainData, cfg: SeqLinearConfig) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -145,6 +151,8 @@ class SeqLinearScorer(Scorer):
         return self
 
     def _from_histories(self, histories: list[np.ndarray], items: np.ndarray | None) -> np.ndarray:
+        if self.config.skip_last:
+            histories = [h[: max(len(h) - self.config.skip_last, 0)] for h in histories]
         profiles = decayed_profiles(histories, self.data.n_items, self.config.n_recent, self.config.decay)
         weights = self.weights if items is None else self.weights[:, items]
         return np.asarray(profiles @ weights)

@@ -121,6 +121,22 @@ def test_history_scores_use_only_the_newest_items():
     )
 
 
+def test_skip_last_scores_the_history_before_its_newest_items():
+    rng = np.random.default_rng(4)
+    data = hand_data([list(rng.choice(15, size=rng.integers(2, 9), replace=False)) for _ in range(80)], 15)
+    plain = build_scorer("seqlinear", {}).fit(data)
+    skipped = build_scorer("seqlinear", {"skip_last": 1}).fit(data)
+    np.testing.assert_array_equal(skipped.weights, plain.weights)  # fitting is unchanged
+    users = np.arange(data.n_users)
+    before = [data.history(int(u))[:-1] for u in users]
+    np.testing.assert_allclose(skipped.score(users), plain.score_histories(before), rtol=1e-6, atol=1e-7)
+    h = np.array([3, 7, 1, 4])
+    np.testing.assert_allclose(skipped.score_histories([h]), plain.score_histories([h[:-1]]), rtol=1e-6)
+    assert not np.allclose(skipped.score_histories([h]), plain.score_histories([h]))
+    # A history of one item leaves nothing: every score 0, none NaN.
+    np.testing.assert_array_equal(skipped.score_histories([np.array([5])]), np.zeros((1, 15), np.float32))
+
+
 @pytest.mark.parametrize(
     "options, match",
     [
@@ -129,6 +145,7 @@ def test_history_scores_use_only_the_newest_items():
         ({"decay": 1.5}, "decay"),
         ({"alpha": -0.1}, "alpha"),
         ({"text_prior": -0.01}, "text_prior"),
+        ({"skip_last": -1}, "skip_last"),
     ],
 )
 def test_bad_config_refused(options, match):
