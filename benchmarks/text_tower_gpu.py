@@ -1,4 +1,4 @@
-"""A text model that reads the user's whole history, fine-tuned end to end on a GPU, on validation.
+r"""A text model that reads the user's whole history, fine-tuned end to end on a GPU, on validation.
 
 The encoder the engine trains on the CPU (``recsys.text``, ``user_input = "items"``) keeps the
 transformer frozen and learns a projection and a prior per item over its pooled embeddings; the
@@ -9,12 +9,15 @@ against the same model fine-tuned with the pooled-items user, over the same step
 
 Two steps, so the GPU machine needs torch and transformers alone (not polars or implicit):
 
-    # here: the item texts tokenized, both splits' histories and targets, the weights in fp16
+    # here: the item texts tokenized, each protocol's histories and targets, the weights in fp16
     .venv/bin/python benchmarks/text_tower_gpu.py export --data-dir ../shared/data/amazon-scientific \
         --out .gpu/text_tower
-    # on the GPU machine: each setting trained on the validation split's histories and scored
+    # on the GPU machine (carrying .gpu): each setting trained on the first label fold and scored
     python3 benchmarks/text_tower_gpu.py sweep --data .gpu/text_tower --output "$OUT/text_tower_gpu.json" \
-        '{"user": "text"}' '{"user": "items"}'
+        '{"user": "text", "test": true}' '{"user": "items"}'
+    # here, with the files copied to artifacts/text_tower/scores_<protocol>.npz
+    .venv/bin/python benchmarks/ranker_settings.py --work artifacts/scientific.work \
+        --variant texttower --against defaults '{}'
 
 Training: every (history prefix, next item) pair of the split's histories, a full softmax over the
 catalogue. Each step re-encodes every item without gradient under the current weights (so no
