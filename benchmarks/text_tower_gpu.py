@@ -268,7 +268,6 @@ def train(
         opt, lambda step: min(1.0, (step + 1) / warm) * max(0.0, (total - step) / max(1, total - warm))
     )
     log: list[dict[str, Any]] = []
-    step = 0
     for epoch in range(1, s.epochs + 1):
         t0 = time.perf_counter()
         order = rng.permutation(n_pairs)
@@ -298,7 +297,6 @@ def train(
             torch.nn.utils.clip_grad_norm_([*params, tower.head.weight], 1.0)
             opt.step()
             sched.step()
-            step += 1
             losses.append(loss.item())
         row: dict[str, Any] = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4)}
         row["train_seconds"] = round(time.perf_counter() - t0, 1)
@@ -348,6 +346,7 @@ def top_items(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def sweep(args: argparse.Namespace) -> int:
     import torch
+    from sasrec_gpu import _write
 
     sys.path.insert(0, str(ROOT))
     z = np.load(args.data / "data.npz")
@@ -395,7 +394,7 @@ def sweep(args: argparse.Namespace) -> int:
                 del model, full
         rows.append(row)
         payload = {"command": command, "gpu": gpu, "torch": torch.__version__, "runs": rows}
-        _write_json(args.output, payload)
+        _write(args.output, payload)
         del tower
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -416,12 +415,6 @@ def _limit(split: Split, pairs: int, targets: int = 0) -> Split:
     if targets:
         split.users, split.targets = split.users[:targets], split.targets[:targets]
     return split
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    from sasrec_gpu import _write
-
-    _write(path, payload)
 
 
 def main() -> int:
