@@ -70,6 +70,10 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `seqprev`: the sequential linear scorer over each history without its last item
   (`skip_last = 1`) as one more scorer (features only): what the user was headed for before the
   latest event, beside what follows it;
+- `history`: features over the user's whole history beside those over the last five items
+  (`history_features = true`): the candidate's text and ALS-factor similarity to the nearest
+  history item and to the history's mean, and the transitions into it from any history item and
+  out of it to any;
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
   test split (`<work>/test/encoder_holdout`), instead of on every event before each label.
@@ -186,6 +190,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "candidates": {"seqtext": 100},
     },
     "seqprev": {"scorers": {"seqprev": {"model": "seqlinear", "skip_last": 1}}},
+    "history": {"recommender": {"history_features": True}},
     "seqviews": {
         "scorers": {
             "seqtrans": {"model": "seqlinear", "alpha": 1.0},

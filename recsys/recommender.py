@@ -105,6 +105,10 @@ class RecommenderConfig:
     # means the same on a label fold's shorter histories as on the test split's and the serving
     # data, or as they are ("raw"; artifacts written before this option).
     count_features: str = "per_10k"
+    # Features over the user's whole history, beside those over their last five items: the
+    # candidate's text and factor similarity to the nearest history item and to the history's mean,
+    # and the transitions into and out of it from every history item (``HISTORY_FEATURES``).
+    history_features: bool = False
     chunk_size: int = 512
 
     def __post_init__(self) -> None:
@@ -195,7 +199,9 @@ class Recommender:
             rows, cand = merge_candidates(chunk, self.config.candidates, self.config.cold_candidates)
         else:
             rows, cand = np.zeros(len(items), dtype=np.int64), np.asarray(items, dtype=np.int64)
-        return chunk, build_features(chunk, rows, cand, self.side, self.config.candidates)
+        return chunk, build_features(
+            chunk, rows, cand, self.side, self.config.candidates, self.config.history_features
+        )
 
     def score_frame(self, frame: pl.DataFrame, ranking: str = "hybrid") -> pl.DataFrame:
         """``frame`` with a ``score``: the ranker's (``ranking="hybrid"``), or one scorer's own

@@ -340,8 +340,10 @@ def build_features(
     items: np.ndarray,
     side: ItemSide,
     depth: dict[str, int],
+    history: bool = False,
 ) -> pl.DataFrame:
-    """One row per (chunk row, item) pair with every feature; ``FEATURES`` lists the model's columns."""
+    """One row per (chunk row, item) pair with every feature; ``feature_names`` lists the model's
+    columns. ``history``: also the features over the whole history (``HISTORY_FEATURES``)."""
     recent = _recent_matrix(chunk.histories, N_RECENT)  # (U, N_RECENT)
     lengths = np.array([len(h) for h in chunk.histories], dtype=np.int32)
     cols: dict[str, np.ndarray] = {"row": rows, "item": items}
@@ -400,6 +402,8 @@ def build_features(
     cols["popularity_era"] = side.era_counts(items, newest) * per
     n = max(len(emb), int(items.max(initial=0)) + 1)
     cols["repeat"] = np.isin(rows * n + items, hist_rows * n + hist_items).astype(np.int8)
+    if history:
+        cols.update(_history_features(side, rows, items, hist_rows, hist_items, len(chunk.histories)))
     cols["category"] = side.category[items]
     cols["brand"] = side.brand[items]
     for kind, codes in (("category", side.category), ("brand", side.brand)):
@@ -439,8 +443,66 @@ def _recent_similarities(
     return sims
 
 
-def feature_names(scorers: list[str], depth: dict[str, int]) -> list[str]:
-    """The model's input columns, in order."""
+def _history_features(
+    side: ItemSide,
+    rows: np.ndarray,
+    items: np.ndarray,
+    hist_rows: np.ndarray,
+    hist_items: np.ndarray,
+    n_rows: int,
+) -> dict[str, np.ndarray]:
+    """``HISTORY_FEATURES`` of the pairs (``rows``, ``items``) over every item of each row's history
+    (``hist_items``, grouped by ``hist_rows``); NaN (similarities) or 0 (counts) where it is empty."""
+    out: dict[str, np.ndarray] = {}
+    spaces = {"sim": side.embeddings, "factor_sim": side.factors}
+    for name, vectors in spaces.items():
+        nearest = np.full(len(rows), np.nan, dtype=np.float32)
+        centroid = np.full(len(rows), np.nan, dtype=np.float32)
+        if vectors is not None and len(rows) and len(hist_rows):
+            bounds = np.searchsorted(hist_rows, np.arange(n_rows + 1))
+            for idx in row_groups(rows):
+                r = rows[idx[0]]
+                hist = hist_items[bounds[r] : bounds[r + 1]]
+                hist = hist[hist < len(vectors)]  # an item added after training has no vector
+                if not len(hist):
+                    continue
+                cand = vectors[np.minimum(items[idx], len(vectors) - 1)]
+                block = cand @ vectors[hist].T  # (pairs of this row, its history items)
+                nearest[idx] = block.max(axis=1)
+                mean = vectors[hist].mean(axis=0)
+                centroid[idx] = cand @ (mean / max(float(np.linalg.norm(mean)), 1e-12))
+            unknown = items >= len(vectors)
+            nearest[unknown] = np.nan
+            centroid[unknown] = np.nan
+        out[f"{name}_history_max"] = nearest
+        out[f"{name}_history_centroid"] = centroid
+    # Transitions from (to) any item of the history into (out of) the candidate: the sums over the
+    # history of the transition matrix's rows (columns), per 10,000 training interactions.
+    n = side.transitions.shape[0]
+    known = hist_items < n
+    profile = sp.csr_matrix(
+        (np.ones(int(known.sum()), np.float32), (hist_rows[known], hist_items[known])), shape=(n_rows, n)
+    )
+    per = np.float32(side.count_scale)
+    for name, matrix in (("from", side.transitions), ("to", side.transitions.T.tocsr())):
+        sums = (profile @ matrix).tocsr()
+        out[f"transition_{name}_history"] = _pair_values(sums, pair_keys(sums), rows, items) * per
+    return out
+
+
+# Features over the whole history (``RecommenderConfig.history_features``).
+HISTORY_FEATURES = (
+    "sim_history_max",
+    "sim_history_centroid",
+    "factor_sim_history_max",
+    "factor_sim_history_centroid",
+    "transition_from_history",
+    "transition_to_history",
+)
+
+
+def feature_names(scorers: list[str], depth: dict[str, int], history: bool = False) -> list[str]:
+    """The model's input columns, in order; ``history``: with ``HISTORY_FEATURES``."""
     names: list[str] = []
     for s in scorers:
         names += [f"{s}_score", f"{s}_rank", f"{s}_score_gap"]
@@ -450,5 +512,7 @@ def feature_names(scorers: list[str], depth: dict[str, int]) -> list[str]:
     names += ["item_position", "item_position_gap", "item_listed", "item_listed_gap", "popularity_era"]
     names += ["category_affinity", "brand_affinity", "same_category_as_last", "same_brand_as_last"]
     names += ["category_recent_share", "brand_recent_share"]
+    if history:
+        names += list(HISTORY_FEATURES)
     names += [f"from_{s}" for s in depth]
     return names

@@ -89,7 +89,7 @@ def _label_frame(
             for d in depths:
                 hits[name][d] += int(((t_rank < d) & t_ok).sum())
         rows, cand = merge_candidates(chunk, config.candidates, config.cold_candidates)
-        frame = build_features(chunk, rows, cand, side, config.candidates)
+        frame = build_features(chunk, rows, cand, side, config.candidates, config.history_features)
         # merge_candidates and build_features both order pairs by (row, item).
         label = np.asarray(truth[users[rows], cand]).ravel().astype(np.int8)
         next_one = np.asarray(after[users[rows], cand]).ravel().astype(np.int8)
@@ -286,7 +286,7 @@ def model_features(config: RecommenderConfig) -> list[str]:
     """The ranker's input columns under ``config``: every feature of its scorers and candidate
     sources less ``ranker.exclude_features``, then the code columns ``ranker.categorical`` names."""
     ranker_config = config.ranker_config()
-    names = feature_names(list(config.scorers), config.candidates)
+    names = feature_names(list(config.scorers), config.candidates, config.history_features)
     unknown = sorted(set(ranker_config.exclude_features) - set(names))
     if unknown:
         raise ConfigError(f"ranker.exclude_features names unknown features {unknown}; features: {names}")

@@ -12,7 +12,7 @@ import pytest
 from recsys.data import TrainData
 from recsys.errors import ConfigError
 from recsys.rank.candidates import score_chunk
-from recsys.rank.features import ItemSide, build_features, listing_order
+from recsys.rank.features import HISTORY_FEATURES, ItemSide, build_features, feature_names, listing_order
 from recsys.scorers import build_scorer
 from tests.conftest import hand_data
 
@@ -122,3 +122,36 @@ def test_popularity_era_counts_the_events_from_about_the_users_time():
     assert side.era_counts(np.array([3]), np.array([1.0]), 0.5)[0] == 0  # never had
     undated = ItemSide.build(hand_data([[0, 1]], 2), _embeddings(2))
     assert undated.era_keys is None and np.isnan(undated.era_counts(np.array([1]), np.array([0.5]))).all()
+
+
+def test_history_features_read_every_item_of_the_history():
+    # User 0 met items 0, 1, 2, 3, 0, 1, 2 (seven items: beyond the last five); user 1 met item 4.
+    # Transitions: 0→1 twice, 1→2 twice, 2→3, 3→0.
+    data = hand_data([[0, 1, 2, 3, 0, 1, 2], [4]], 6)
+    vectors = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1]], dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    side = ItemSide.build(data, vectors, factors=vectors[:, ::-1].copy(), counts="raw")
+    scorers = {"popularity": build_scorer("popularity").fit(data)}
+    chunk = score_chunk(scorers, [data.history(u) for u in range(2)], np.arange(2))
+    rows, items = np.array([0, 0, 1]), np.array([4, 3, 5])
+    frame = build_features(chunk, rows, items, side, {"popularity": 3}, history=True)
+    plain = build_features(chunk, rows, items, side, {"popularity": 3})
+    assert set(frame.columns) - set(plain.columns) == set(HISTORY_FEATURES)
+    assert set(HISTORY_FEATURES) <= set(feature_names(["popularity"], {}, history=True))
+    assert not set(HISTORY_FEATURES) & set(feature_names(["popularity"], {}))
+    # Nearest history item: item 4 = (0, 1, 1)/√2 meets items 1 and 2 at 1/√2; item 3 is in the
+    # history; item 5 = (1, 0, 1)/√2 against user 1's item 4: 1/2.
+    s = 1 / np.sqrt(2)
+    np.testing.assert_allclose(frame["sim_history_max"].to_numpy(), [s, 1.0, 0.5], atol=1e-6)
+    # The history's mean: 2×(1,0,0) + 2×(0,1,0) + 2×(0,0,1) + (1,1,0)/√2, every coordinate but the
+    # last 2 + s, the last 2.
+    mean = np.array([2 + s, 2 + s, 2.0]) / np.linalg.norm([2 + s, 2 + s, 2.0])
+    expected = [mean @ vectors[4], mean @ vectors[3], vectors[4] @ vectors[5]]
+    np.testing.assert_allclose(frame["sim_history_centroid"].to_numpy(), expected, atol=1e-6)
+    # The factors are the vectors reversed: item 5 reversed is itself, item 4 reversed is (1, 1, 0)/√2.
+    np.testing.assert_allclose(frame["factor_sim_history_max"].to_numpy()[2], 0.5, atol=1e-6)
+    # Into item 3: from item 2, twice in user 0's history, once each. Out of item 3: to item 0, twice.
+    np.testing.assert_allclose(frame["transition_from_history"].to_numpy(), [0.0, 2.0, 0.0])
+    np.testing.assert_allclose(frame["transition_to_history"].to_numpy(), [0.0, 2.0, 0.0])
+    # The features over the last five items are as they were.
+    np.testing.assert_array_equal(frame.select(plain.columns).to_numpy(), plain.to_numpy())

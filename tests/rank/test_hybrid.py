@@ -74,8 +74,10 @@ def _mutate_after_labels(dataset: Dataset, fold: int, users: pl.Series | None = 
     return Dataset(name="mutated", items=dataset.items, interactions=mutated, source={})
 
 
-@pytest.mark.parametrize("fold", [0, 1])
-def test_features_never_see_the_label(synthetic, config, fold):
+@pytest.mark.parametrize(("fold", "history"), [(0, False), (1, False), (1, True)])
+def test_features_never_see_the_label(synthetic, config, fold, history):
+    config = dataclasses.replace(config, history_features=history)
+
     def features(dataset: Dataset) -> pl.DataFrame:
         fold_data, split = label_split(dataset, fold, "leave-one-out")
         data = TrainData.from_split(fold_data, split)
@@ -263,6 +265,19 @@ def test_artifact_round_trip_gives_identical_scores(trained, tmp_path):
     # Saving again over it replaces it atomically.
     save_recommender(loaded, folder)
     assert load_recommender(folder).recommend(ids, k=5) == rec.recommend(ids, k=5)
+
+
+def test_history_features_train_serve_and_round_trip(synthetic, config, tmp_path):
+    split = leave_one_out(synthetic, "test")
+    history = dataclasses.replace(config, history_features=True)
+    rec, report = train_recommender(synthetic, history, serve_split=split)
+    assert {"sim_history_max", "transition_from_history"} <= set(report["importance"])
+    loaded = load_recommender(save_recommender(rec, tmp_path / "artifact"))
+    assert loaded.config.history_features
+    ids = rec.data.users.ids.head(10).to_list()
+    assert loaded.recommend(ids, k=5) == rec.recommend(ids, k=5)
+    single = rec.recommend(ids[3:4], k=5)[0]
+    assert [r.item_id for r in single] == [r.item_id for r in rec.recommend(ids, k=5)[3]]
 
 
 def test_artifact_from_before_count_features_reads_raw_counts_and_no_cold_sources(trained, tmp_path):
