@@ -74,6 +74,8 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
   (`history_features = true`): the candidate's text and ALS-factor similarity to the nearest
   history item and to the history's mean, and the transitions into it from any history item and
   out of it to any;
+- `seqlong`: the sequential linear scorer over a long profile (the last 30 items at decay 0.9, not
+  10 at 0.8) as one more scorer (features only): the next item from most of the history;
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
   test split (`<work>/test/encoder_holdout`), instead of on every event before each label.
@@ -191,6 +193,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "seqprev": {"scorers": {"seqprev": {"model": "seqlinear", "skip_last": 1}}},
     "history": {"recommender": {"history_features": True}},
+    "seqlong": {"scorers": {"seqlong": {"model": "seqlinear", "n_recent": 30, "decay": 0.9}}},
     "seqviews": {
         "scorers": {
             "seqtrans": {"model": "seqlinear", "alpha": 1.0},

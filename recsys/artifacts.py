@@ -181,8 +181,10 @@ def load_recommender(folder: str | Path) -> Recommender:
     }
     specs = {name: {**CHANGED_DEFAULTS.get(spec["model"], {}), **spec} for name, spec in specs.items()}
     # An artifact written before ``count_features`` existed has a ranker that learned raw counts;
-    # one written before ``cold_candidates``, candidates from its ``candidates`` sources alone.
-    config = RecommenderConfig(**{"count_features": "raw", "cold_candidates": {}, **raw, "scorers": specs})
+    # one written before ``cold_candidates``, candidates from its ``candidates`` sources alone; one
+    # written before ``history_features``, a ranker that never saw them.
+    old = {"count_features": "raw", "cold_candidates": {}, "history_features": False}
+    config = RecommenderConfig(**{**old, **raw, "scorers": specs})
     scorers = {}
     for name, spec in specs.items():
         scorer = build_scorer(spec["model"], {k: v for k, v in spec.items() if k != "model"})

@@ -267,13 +267,15 @@ def test_artifact_round_trip_gives_identical_scores(trained, tmp_path):
     assert load_recommender(folder).recommend(ids, k=5) == rec.recommend(ids, k=5)
 
 
-def test_history_features_train_serve_and_round_trip(synthetic, config, tmp_path):
+def test_history_features_are_learned_and_can_be_left_out(trained, synthetic, config, tmp_path):
+    assert config.history_features  # the default
+    assert {"sim_history_max", "transition_from_history"} <= set(trained[1]["importance"])
     split = leave_one_out(synthetic, "test")
-    history = dataclasses.replace(config, history_features=True)
-    rec, report = train_recommender(synthetic, history, serve_split=split)
-    assert {"sim_history_max", "transition_from_history"} <= set(report["importance"])
+    without = dataclasses.replace(config, history_features=False)
+    rec, report = train_recommender(synthetic, without, serve_split=split)
+    assert not {"sim_history_max", "transition_from_history"} & set(report["importance"])
     loaded = load_recommender(save_recommender(rec, tmp_path / "artifact"))
-    assert loaded.config.history_features
+    assert not loaded.config.history_features
     ids = rec.data.users.ids.head(10).to_list()
     assert loaded.recommend(ids, k=5) == rec.recommend(ids, k=5)
     single = rec.recommend(ids[3:4], k=5)[0]
@@ -288,10 +290,12 @@ def test_artifact_from_before_count_features_reads_raw_counts_and_no_cold_source
     assert manifest["config"].pop("count_features") == "per_10k"
     # from before cold_candidates too: its candidates came from ``candidates`` alone
     assert manifest["config"].pop("cold_candidates") == {"popularity": 20}
+    # and before history_features (this ranker learned them; an old one never saw them)
+    assert manifest["config"].pop("history_features") is True
     (folder / "manifest.json").write_text(json.dumps(manifest))
     loaded = load_recommender(folder)
     assert loaded.config.count_features == "raw" and loaded.side.count_scale == 1.0
-    assert loaded.config.cold_candidates == {}
+    assert loaded.config.cold_candidates == {} and not loaded.config.history_features
     assert rec.side.count_scale == pytest.approx(10_000 / len(rec.data.seq_items))
 
 
