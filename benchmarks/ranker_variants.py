@@ -71,11 +71,10 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
   (`skip_last = 1`) as one more scorer (features only): what the user was headed for before the
   latest event, beside what follows it;
 - `history`: features over the user's whole history beside those over the last five items
-  (`history_features = true`): the candidate's text and ALS-factor similarity to the nearest
-  history item and to the history's mean, and the transitions into it from any history item and
-  out of it to any;
-- `seqlong`: the sequential linear scorer over a long profile (the last 30 items at decay 0.9, not
-  10 at 0.8) as one more scorer (features only): the next item from most of the history;
+  (`history_features = true`, as in today's defaults; for work folders of earlier runs): the
+  candidate's text and ALS-factor similarity to the nearest history item and to the history's
+  mean, and the transitions into it from any history item and out of it to any; `no-history`:
+  the defaults without them (the default before);
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
   test split (`<work>/test/encoder_holdout`), instead of on every event before each label.
@@ -193,7 +192,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "seqprev": {"scorers": {"seqprev": {"model": "seqlinear", "skip_last": 1}}},
     "history": {"recommender": {"history_features": True}},
-    "seqlong": {"scorers": {"seqlong": {"model": "seqlinear", "n_recent": 30, "decay": 0.9}}},
+    "no-history": {"recommender": {"history_features": False}},
     "seqviews": {
         "scorers": {
             "seqtrans": {"model": "seqlinear", "alpha": 1.0},

@@ -14,6 +14,12 @@ gap to the newest item of the user's history and its training events from about 
 expressions: each score's gap to the user's best candidate, category and brand affinity (the share
 of the user's history in the candidate's category / brand), source flags.
 
+Over the whole history, not only the last five items (``history_features``, on by default): the
+candidate's text and factor similarity to its nearest history item and to the history's mean, and
+the transitions into it from any history item and out of it to any. Over run 36's checkpoints, test
+NDCG@10 0.1148 against 0.1132 (+0.0016, 95% interval +0.0006 to +0.0026), the validation event
++0.0008 (−0.0007 to +0.0023).
+
 Counts (popularity, transitions, the scores of scorers that count events) are per 10,000 training
 interactions: a label fold's histories are one or two events per user shorter than the test
 split's, and the serving data one longer, so raw counts would put the same item at other places
