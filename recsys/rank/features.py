@@ -482,17 +482,19 @@ def _history_features(
             centroid[unknown] = np.nan
         out[f"{name}_history_max"] = nearest
         out[f"{name}_history_centroid"] = centroid
-    # Transitions from (to) any item of the history into (out of) the candidate: the sums over the
-    # history of the transition matrix's rows (columns), per 10,000 training interactions.
-    n = side.transitions.shape[0]
-    known = hist_items < n
-    profile = sp.csr_matrix(
-        (np.ones(int(known.sum()), np.float32), (hist_rows[known], hist_items[known])), shape=(n_rows, n)
-    )
+    # Transitions from (to) any item of the history into (out of) the candidate, per 10,000
+    # training interactions: each pair against each of its row's history items, one lookup each in
+    # the transition counts' sorted keys, summed per pair.
+    lengths = np.bincount(hist_rows, minlength=n_rows)[rows]
+    pair = np.repeat(np.arange(len(rows)), lengths)
+    starts = np.searchsorted(hist_rows, rows)
+    offset = np.arange(len(pair)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    hist = hist_items[np.repeat(starts, lengths) + offset]
+    cand = items[pair]
     per = np.float32(side.count_scale)
-    for name, matrix in (("from", side.transitions), ("to", side.transitions.T.tocsr())):
-        sums = (profile @ matrix).tocsr()
-        out[f"transition_{name}_history"] = _pair_values(sums, pair_keys(sums), rows, items) * per
+    for name, (a, b) in (("from", (hist, cand)), ("to", (cand, hist))):
+        sums = np.bincount(pair, weights=side.transition_counts(a, b), minlength=len(rows))
+        out[f"transition_{name}_history"] = sums.astype(np.float32) * per
     return out
 
 
