@@ -460,12 +460,13 @@ def _history_features(
     """``HISTORY_FEATURES`` of the pairs (``rows``, ``items``) over every item of each row's history
     (``hist_items``, grouped by ``hist_rows``); NaN (similarities) or 0 (counts) where it is empty."""
     out: dict[str, np.ndarray] = {}
+    # Each row's history is hist_items[bounds[r]:bounds[r + 1]] (hist_rows is sorted).
+    bounds = np.searchsorted(hist_rows, np.arange(n_rows + 1))
     spaces = {"sim": side.embeddings, "factor_sim": side.factors}
     for name, vectors in spaces.items():
         nearest = np.full(len(rows), np.nan, dtype=np.float32)
         centroid = np.full(len(rows), np.nan, dtype=np.float32)
         if vectors is not None and len(rows) and len(hist_rows):
-            bounds = np.searchsorted(hist_rows, np.arange(n_rows + 1))
             for idx in row_groups(rows):
                 r = rows[idx[0]]
                 hist = hist_items[bounds[r] : bounds[r + 1]]
@@ -473,9 +474,9 @@ def _history_features(
                 if not len(hist):
                     continue
                 cand = vectors[np.minimum(items[idx], len(vectors) - 1)]
-                block = cand @ vectors[hist].T  # (pairs of this row, its history items)
-                nearest[idx] = block.max(axis=1)
-                mean = vectors[hist].mean(axis=0)
+                past = vectors[hist]
+                nearest[idx] = (cand @ past.T).max(axis=1)  # (pairs of this row, its history items)
+                mean = past.mean(axis=0)
                 centroid[idx] = cand @ (mean / max(float(np.linalg.norm(mean)), 1e-12))
             unknown = items >= len(vectors)
             nearest[unknown] = np.nan
@@ -485,11 +486,11 @@ def _history_features(
     # Transitions from (to) any item of the history into (out of) the candidate, per 10,000
     # training interactions: each pair against each of its row's history items, one lookup each in
     # the transition counts' sorted keys, summed per pair.
-    lengths = np.bincount(hist_rows, minlength=n_rows)[rows]
+    starts = bounds[rows]
+    lengths = bounds[rows + 1] - starts
     pair = np.repeat(np.arange(len(rows)), lengths)
-    starts = np.searchsorted(hist_rows, rows)
-    offset = np.arange(len(pair)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    hist = hist_items[np.repeat(starts, lengths) + offset]
+    # Pair p's history items sit at starts[p], starts[p] + 1, ... in hist_items.
+    hist = hist_items[np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(len(pair))]
     cand = items[pair]
     per = np.float32(side.count_scale)
     for name, (a, b) in (("from", (hist, cand)), ("to", (cand, hist))):

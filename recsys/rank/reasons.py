@@ -6,9 +6,11 @@ candidate (one batched predict over items × families, a fraction of a milliseco
 about 1.5 ms per item on the trained ranker). The families that lifted the item the most, in that
 order, become sentences that name real items of the user's history, its category or brand:
 
-- text similarity, dense or word match → "similar to <title> you viewed" (the closest recent item);
-- co-visitation → "often bought after <title>" (the recent item that leads to it most often);
-- collaborative filtering → "liked by shoppers with histories like yours";
+- text similarity, dense or word match → "similar to <title> you viewed" (the closest recent item,
+  or the closest of the whole history where the ranker reads it: ``history_features``);
+- co-visitation and transitions → "often bought after <title>" (the recent item, or item of the
+  history, that leads to it most often);
+- collaborative filtering, item factors included → "liked by shoppers with histories like yours";
 - popularity → "popular in <category>";
 - category / brand affinity → "matches your interest in <category>" /
   "from <brand>, a brand you chose before".
@@ -39,8 +41,10 @@ def family(feature: str, scorer_models: dict[str, str]) -> str:
     """Which reason family a feature belongs to."""
     if feature.startswith("sim_"):
         return "similar"
-    if feature == "transition_from_last":
+    if feature in ("transition_from_last", "transition_from_history"):
         return "after"
+    if feature.startswith("factor_sim_"):  # the item factors of ALS: collaborative
+        return "cf"
     if feature.startswith("popularity"):
         return "popular"
     if feature in ("category_affinity", "brand_affinity"):
@@ -105,8 +109,10 @@ def explain(
     names, sums = family_lift(rec, picked, candidates, features_x)
     side = rec.side
     out: list[list[str]] = []
+    # The items a sentence may name: the last five, or the whole history where the ranker reads it.
+    keep = None if rec.config.history_features else -5
     for p, (row, item) in enumerate(zip(picked["row"].to_list(), picked["item"].to_list(), strict=True)):
-        recent = histories[row][-5:][::-1]
+        recent = histories[row][keep:][::-1]
         reasons: list[str] = []
         for f in np.argsort(-sums[p], kind="stable"):
             if sums[p, f] <= 0 or len(reasons) >= MAX_REASONS:

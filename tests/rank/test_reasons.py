@@ -1,0 +1,30 @@
+"""Which reason family each feature speaks for."""
+
+from recsys.rank.features import HISTORY_FEATURES
+from recsys.rank.reasons import family
+from recsys.recommender import RecommenderConfig
+
+
+def test_each_feature_falls_in_the_family_its_sentence_describes():
+    models = {name: spec["model"] for name, spec in RecommenderConfig().scorers.items()}
+    expected = {
+        "sim_last": "similar",
+        "sim_history_max": "similar",
+        "sim_history_centroid": "similar",
+        "text_score": "similar",
+        "transition_from_last": "after",
+        "transition_from_history": "after",
+        "covisit_rank": "after",
+        "factor_sim_last": "cf",
+        "factor_sim_history_max": "cf",
+        "factor_sim_history_centroid": "cf",
+        "als_score": "cf",
+        "from_seqlinear": "cf",
+        "popularity_recent": "popular",
+        "category_affinity": "category_affinity",
+        # The candidate leading to the user's items names no item the user would recognise as a cause.
+        "transition_to_history": "other",
+        "history_length": "other",
+    }
+    assert set(HISTORY_FEATURES) <= set(expected)
+    assert {f: family(f, models) for f in expected} == expected
