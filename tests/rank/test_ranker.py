@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from recsys.errors import ArtifactError, ConfigError
-from recsys.rank.ranker import Ranker, RankerConfig, ndcg_at, ndcg_per_query, smoothed_best
+from recsys.rank.ranker import Ranker, RankerConfig, ndcg_at, ndcg_per_query, pooled_best, smoothed_best
 from recsys.rank.training import model_features, train_ranker
 
 
@@ -19,6 +19,18 @@ def test_smoothed_best_by_hand():
     # Window 3: averages 0.5, 0.367, 0.5, 0.4, 0.55, 0.55, 0.525 → the first of the tied best, round 5.
     assert smoothed_best(curve, 3) == 5
     assert smoothed_best(np.array([0.3]), 25) == 1
+
+
+def test_pooled_best_by_hand():
+    # Per query: model a (3 queries) peaks at round 1, model b (1 query) at round 3; b stopped
+    # after round 3, so round 4 is not pooled. Means (0.9·3 + 0.1)/4 = 0.7, (0.6·3 + 0.5)/4 =
+    # 0.575, (0.5·3 + 0.9)/4 = 0.6: round 1.
+    a = np.array([0.9, 0.6, 0.5, 0.95])
+    b = np.array([0.1, 0.5, 0.9])
+    assert pooled_best([a, b], [3, 1], 1) == 1
+    assert pooled_best([a, b], [1, 3], 1) == 3  # (0.9 + 0.3) / 4 = 0.3 < (0.5 + 2.7) / 4 = 0.8
+    # Window 3 over [0.7, 0.575, 0.6]: 0.6375, 0.625, 0.5875: round 1.
+    assert pooled_best([a, b], [3, 1], 3) == 1
 
 
 def _frame(n_users: int, seed: int) -> pl.DataFrame:
@@ -221,6 +233,50 @@ def test_repeated_cross_fitting_averages_every_repeat_out_of_fold(tmp_path):
     _predicts_the_mean_and_round_trips(ranker, tmp_path, 8)
     with pytest.raises(ConfigError, match="cv_repeats"):
         RankerConfig(cv_repeats=0)
+
+
+def test_pooled_rounds_give_every_cross_fitted_model_the_best_round_of_their_mean_curve(
+    tmp_path, monkeypatch
+):
+    """cv_rounds = "pooled": the four models keep one round, the best of their holdout curves
+    averaged per query, and the out-of-fold figure scores each part at that round."""
+    frame = _frame(200, 0)
+    config = RankerConfig(
+        max_rounds=60, min_data_in_leaf=5, early_stopping_rounds=10, threads=1, cv_folds=4, smooth_rounds=1
+    )
+    each = Ranker(config, ["a", "b"]).fit(frame)
+    curves: list[np.ndarray] = []
+    train_member = Ranker._train_member
+
+    def recording(self, *args, **kwargs):
+        booster, best, curve = train_member(self, *args, **kwargs)
+        curves.append(curve)
+        return booster, best, curve
+
+    monkeypatch.setattr(Ranker, "_train_member", recording)
+    pooled = Ranker(dataclasses.replace(config, cv_rounds="pooled"), ["a", "b"]).fit(frame)
+    rounds = pooled.info["best_rounds"]
+    assert len(set(rounds)) == 1 and len(set(each.info["best_rounds"])) > 1
+    users = frame["user"].to_numpy()
+    row_part = (np.random.default_rng(0).permutation(200) % 4)[users]
+    queries = [len(np.unique(users[row_part == m])) for m in range(4)]
+    assert rounds[0] == pooled_best(curves, queries, 1)
+    # The same trees as "each" (the same data and seeds), cut at the pooled round, and the
+    # out-of-fold figure scores each part there.
+    x = pooled.matrix(frame)
+    oof = np.zeros(frame.height)
+    for m, (p, e) in enumerate(zip(pooled.boosters, each.boosters, strict=True)):
+        kept = rounds[0]
+        np.testing.assert_allclose(p.predict(x, num_iteration=kept), e.predict(x, num_iteration=kept))
+        held = row_part == m
+        oof[held] = p.predict(x[held], num_iteration=rounds[0])
+    expected = ndcg_at(oof, frame["label"].to_numpy(), np.bincount(users, minlength=200), 10)
+    assert pooled.info["holdout_ndcg@10"] == pytest.approx(expected)
+    _predicts_the_mean_and_round_trips(pooled, tmp_path, 4)
+    with pytest.raises(ConfigError, match="cv_rounds"):
+        RankerConfig(cv_rounds="mean")
+    with pytest.raises(ConfigError, match="needs gbdt"):
+        RankerConfig(cv_rounds="pooled", boosting="dart")
 
 
 def test_cross_fitting_keeps_a_persons_label_folds_in_one_part():
