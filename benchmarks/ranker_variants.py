@@ -70,11 +70,14 @@ test split, so a change to the ranking stage costs minutes instead of a whole tr
 - `seqprev`: the sequential linear scorer over each history without its last item
   (`skip_last = 1`) as one more scorer (features only): what the user was headed for before the
   latest event, beside what follows it;
+- `seqnb`: the sequential linear scorer's text prior also holding each item's 20 nearest items
+  in the fine-tuned encoder's embeddings (`neighbour_prior = 1`, `text_prior = 0.015`, the best
+  of a small grid alone on validation);
 - `history`: features over the user's whole history beside those over the last five items
-  (`history_features = true`, as in today's defaults; for work folders of earlier runs): the
+  (`history_features = true`; off in today's defaults, on in those of runs 37 and 38): the
   candidate's text and ALS-factor similarity to the nearest history item and to the history's
   mean, and the transitions into it from any history item and out of it to any; `no-history`:
-  the defaults without them (the default before);
+  without them (today's defaults);
 - `encoder-holdout`: the encoder trained with its own holdout (its last two events per user held
   out, as for early stopping), one for every label fold (`<work>/labels/encoder`) and one for the
   test split (`<work>/test/encoder_holdout`), instead of on every event before each label.
@@ -191,6 +194,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "candidates": {"seqtext": 100},
     },
     "seqprev": {"scorers": {"seqprev": {"model": "seqlinear", "skip_last": 1}}},
+    "seqnb": {"scorers": {"seqlinear": {"neighbour_prior": 1.0, "text_prior": 0.015}}},
     "history": {"recommender": {"history_features": True}},
     "no-history": {"recommender": {"history_features": False}},
     "seqviews": {

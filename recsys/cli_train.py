@@ -81,7 +81,7 @@ config file (--config, TOML), every section and key optional:
   label_groups = 1               # >1: each group's label features from scorers that also saw the
                                  # other users' later events (leave-one-out; measured lower)
   count_features = "per_10k"     # counts in the features per 10,000 interactions, or "raw"
-  history_features = true        # features over the whole history, not only the last five items
+  history_features = false       # true: features over the whole history, beside the last five items
   [recommender.candidates]       # source -> how many of its best items become candidates
   als = 100
   covisit = 50

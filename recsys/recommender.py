@@ -107,10 +107,13 @@ class RecommenderConfig:
     count_features: str = "per_10k"
     # Features over the user's whole history, beside those over their last five items: the
     # candidate's text and factor similarity to the nearest history item and to the history's mean,
-    # and the transitions into and out of it from every history item (``HISTORY_FEATURES``). On
-    # Amazon Scientific, over run 36's checkpoints: test NDCG@10 +0.0016 (95% interval +0.0006 to
-    # +0.0026), the validation event +0.0008 (−0.0007 to +0.0023) (benchmarks/RESULTS.md, issue 4).
-    history_features: bool = True
+    # and the transitions into and out of it from every history item (``HISTORY_FEATURES``). Off by
+    # default: on Amazon Scientific validation does not choose them (the validation event +0.0008,
+    # 95% interval −0.0007 to +0.0023, over run 36's checkpoints; one event earlier, that event
+    # with every scorer fitted before it, −0.0001, −0.0013 to +0.0010, over run 38's), though the
+    # test gave +0.0016 (+0.0006 to +0.0026); and a served request costs a third more, the ranker
+    # growing larger trees (p50 24.8 against 17.3 ms) (benchmarks/RESULTS.md, issue 4).
+    history_features: bool = False
     chunk_size: int = 512
 
     def __post_init__(self) -> None:
@@ -135,6 +138,13 @@ class RecommenderConfig:
             raise ConfigError(f"candidate depths must be whole numbers >= 0, not {bad}")
         if self.scorers.get(self.embeddings_from, {}).get("model") not in ("text", "encoder"):
             raise ConfigError(f"embeddings_from={self.embeddings_from!r} must name a text or encoder scorer")
+        for name, spec in self.scorers.items():
+            source = embeddings_needed(spec)
+            if source is not None and self.scorers.get(source, {}).get("model") not in ("text", "encoder"):
+                raise ConfigError(
+                    f"scorer {name!r}: prior_from={source!r} must name a text or encoder scorer"
+                    f" among {list(self.scorers)}"
+                )
         if self.count_features not in COUNT_FEATURES:
             valid = ", ".join(COUNT_FEATURES)
             raise ConfigError(f"count_features must be one of {valid}, not {self.count_features!r}")
@@ -155,14 +165,28 @@ class Recommendation:
     reasons: list[str]
 
 
+def embeddings_needed(spec: dict[str, Any]) -> str | None:
+    """The scorer whose item embeddings a scorer's fit needs (seqlinear's ``neighbour_prior``)."""
+    if spec.get("model") == "seqlinear" and spec.get("neighbour_prior"):
+        return str(spec.get("prior_from", "encoder"))
+    return None
+
+
 def fit_scorers(config: RecommenderConfig, data: TrainData, progress: bool = False) -> dict[str, Scorer]:
+    """Every scorer fitted on ``data``, those that need another's item embeddings after it."""
     scorers: dict[str, Scorer] = {}
-    for name, spec in config.scorers.items():
+    for name in sorted(config.scorers, key=lambda n: embeddings_needed(config.scorers[n]) is not None):
+        spec = config.scorers[name]
         t0 = time.perf_counter()
         options = {k: v for k, v in spec.items() if k != "model"}
-        scorers[name] = build_scorer(spec["model"], options).fit(data)
+        scorer = build_scorer(spec["model"], options)
+        source = embeddings_needed(spec)
+        if source is None:
+            scorers[name] = scorer.fit(data)
+        else:
+            scorers[name] = scorer.fit(data, item_embeddings=scorers[source].item_embeddings)  # type: ignore[call-arg, attr-defined]
         log.info("fitted %s in %.1fs", name, time.perf_counter() - t0)
-    return scorers
+    return {name: scorers[name] for name in config.scorers}
 
 
 class Recommender:

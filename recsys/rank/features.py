@@ -14,11 +14,12 @@ gap to the newest item of the user's history and its training events from about 
 expressions: each score's gap to the user's best candidate, category and brand affinity (the share
 of the user's history in the candidate's category / brand), source flags.
 
-Over the whole history, not only the last five items (``history_features``, on by default): the
+Over the whole history, not only the last five items (``history_features``, off by default): the
 candidate's text and factor similarity to its nearest history item and to the history's mean, and
 the transitions into it from any history item and out of it to any. Over run 36's checkpoints, test
-NDCG@10 0.1148 against 0.1132 (+0.0016, 95% interval +0.0006 to +0.0026), the validation event
-+0.0008 (−0.0007 to +0.0023).
+NDCG@10 0.1148 against 0.1132 (+0.0016, 95% interval +0.0006 to +0.0026), but the validation event
++0.0008 (−0.0007 to +0.0023), and one event earlier, over run 38's, −0.0001 (−0.0013 to +0.0010):
+validation does not choose them, and they cost served requests a third more time.
 
 Counts (popularity, transitions, the scores of scorers that count events) are per 10,000 training
 interactions: a label fold's histories are one or two events per user shorter than the test

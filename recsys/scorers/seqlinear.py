@@ -10,7 +10,8 @@ the targets and X the binary user × item matrix, the item × item weights are
       = (αSᵀS + (1 − α)XᵀX + λI)⁻¹ (αSᵀT + (1 − α)XᵀX + λβW),
 
 one dense n_items × n_items solve. W is the text prior (``text_prior`` = β > 0): the cosine between
-the items' TF-IDF word vectors (``recsys.scorers.lexical``), zero on the diagonal. The ridge term
+the items' TF-IDF word vectors (``recsys.scorers.lexical``), zero on the diagonal, and with
+``neighbour_prior`` also each item's nearest items in a text model's embeddings. The ridge term
 then pulls B toward "items described alike follow each other" instead of toward zero: where the
 interactions say much (popular pairs) they decide, where they say little (the long tail, items
 with a handful of events) the words do. With β = 0 the model is collaborative alone.
@@ -54,6 +55,13 @@ class SeqLinearConfig:
     # → 0.1588 at 0.03); what counts is λβ (l2 50 at 0.06 and 200 at 0.015 give 0.1066 / 0.1067).
     # Test, reported only: 0.1404 / 0.0972 → 0.1568 / 0.1092 (benchmarks/RESULTS.md, issue 4).
     text_prior: float = 0.03
+    # W also holds each item's ``neighbours`` nearest items in the item embeddings of the scorer
+    # ``prior_from`` (the fine-tuned encoder), their cosine weighted by ``neighbour_prior`` (0:
+    # the words alone): items a text model has learned to place together, where words differ.
+    # Given through ``fit(item_embeddings=...)``, as ``recsys.recommender.fit_scorers`` does.
+    neighbour_prior: float = 0.0
+    neighbours: int = 20
+    prior_from: str = "encoder"
     max_items: int = 30_000  # the dense solve needs n_items² floats
     # Score from each history without its last ``skip_last`` items (0: the whole history): where
     # the user was headed before their latest events, a second view of the same model for the
@@ -71,6 +79,10 @@ class SeqLinearConfig:
             raise ConfigError("seqlinear: alpha must be in [0, 1]")
         if self.text_prior < 0:
             raise ConfigError("seqlinear: text_prior must be 0 (none) or positive")
+        if self.neighbour_prior < 0 or self.neighbours < 1:
+            raise ConfigError("seqlinear: neighbour_prior must be >= 0 and neighbours at least 1")
+        if self.neighbour_prior > 0 and self.text_prior == 0:
+            raise ConfigError("seqlinear: neighbour_prior is part of the text prior; set text_prior > 0")
         if self.skip_last < 0:
             raise ConfigError("seqlinear: skip_last must be 0 (the whole history) or positive")
 
@@ -113,6 +125,22 @@ def text_similarity(data: TrainData) -> np.ndarray:
     return similarity
 
 
+def neighbour_similarity(embeddings: np.ndarray, k: int) -> np.ndarray:
+    """(n_items, n_items) each item's ``k`` nearest items by cosine of ``embeddings`` (negative
+    cosines as 0), every other entry and the diagonal zero."""
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    cosine = (unit @ unit.T).astype(np.float64)
+    np.fill_diagonal(cosine, -np.inf)
+    k = min(k, len(cosine) - 1)
+    out = np.zeros_like(cosine)
+    if k < 1:
+        return out
+    rows = np.arange(len(cosine))[:, None]
+    nearest = np.argpartition(-cosine, k - 1, axis=1)[:, :k]
+    out[rows, nearest] = np.maximum(cosine[rows, nearest], 0.0)
+    return out
+
+
 class SeqLinearScorer(Scorer):
     name = "seqlinear"
 
@@ -121,8 +149,15 @@ class SeqLinearScorer(Scorer):
         self.config = make_config(SeqLinearConfig, config, options)
         self.weights = np.zeros((0, 0), dtype=np.float32)
 
-    def fit(self, data: TrainData) -> SeqLinearScorer:
+    def fit(self, data: TrainData, *, item_embeddings: np.ndarray | None = None) -> SeqLinearScorer:
+        """``item_embeddings``: (n_items, d) those of the scorer ``prior_from``, for
+        ``neighbour_prior``."""
         cfg = self.config
+        if cfg.neighbour_prior > 0 and (item_embeddings is None or len(item_embeddings) != data.n_items):
+            raise ConfigError(
+                f"seqlinear: neighbour_prior needs the item embeddings of the scorer {cfg.prior_from!r}, "
+                f"one row per item ({data.n_items}); configure that scorer beside it"
+            )
         if data.n_items > cfg.max_items:
             raise ConfigError(
                 f"seqlinear: {data.n_items} items exceed max_items={cfg.max_items} (a dense n×n solve)"
@@ -137,7 +172,11 @@ class SeqLinearScorer(Scorer):
             rhs += (1.0 - cfg.alpha) * xtx
         lhs[np.diag_indices_from(lhs)] += cfg.l2
         if cfg.text_prior > 0:
-            rhs += cfg.l2 * cfg.text_prior * text_similarity(data)
+            prior = text_similarity(data)
+            if cfg.neighbour_prior > 0:
+                assert item_embeddings is not None
+                prior += cfg.neighbour_prior * neighbour_similarity(item_embeddings, cfg.neighbours)
+            rhs += cfg.l2 * cfg.text_prior * prior
         if cfg.zero_diagonal:
             # Lagrange multipliers γ for diag(B) = 0: B = P(R − diag(γ)), γ_i = (PR)_ii / P_ii.
             p = np.linalg.inv(lhs)

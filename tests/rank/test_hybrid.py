@@ -267,19 +267,31 @@ def test_artifact_round_trip_gives_identical_scores(trained, tmp_path):
     assert load_recommender(folder).recommend(ids, k=5) == rec.recommend(ids, k=5)
 
 
-def test_history_features_are_learned_and_can_be_left_out(trained, synthetic, config, tmp_path):
-    assert config.history_features  # the default
-    assert {"sim_history_max", "transition_from_history"} <= set(trained[1]["importance"])
+def test_history_features_are_learned_when_asked_for_and_survive_a_round_trip(
+    trained, synthetic, config, tmp_path
+):
+    assert not config.history_features  # the default
+    assert not {"sim_history_max", "transition_from_history"} & set(trained[1]["importance"])
     split = leave_one_out(synthetic, "test")
-    without = dataclasses.replace(config, history_features=False)
-    rec, report = train_recommender(synthetic, without, serve_split=split)
-    assert not {"sim_history_max", "transition_from_history"} & set(report["importance"])
+    with_them = dataclasses.replace(config, history_features=True)
+    rec, report = train_recommender(synthetic, with_them, serve_split=split)
+    assert {"sim_history_max", "transition_from_history"} <= set(report["importance"])
     loaded = load_recommender(save_recommender(rec, tmp_path / "artifact"))
-    assert not loaded.config.history_features
+    assert loaded.config.history_features
     ids = rec.data.users.ids.head(10).to_list()
-    assert loaded.recommend(ids, k=5) == rec.recommend(ids, k=5)
+    lists = rec.recommend(ids, k=5)
+    assert loaded.recommend(ids, k=5) == lists
     single = rec.recommend(ids[3:4], k=5)[0]
-    assert [r.item_id for r in single] == [r.item_id for r in rec.recommend(ids, k=5)[3]]
+    assert [r.item_id for r in single] == [r.item_id for r in lists[3]]
+    # Reasons may name any item of the history, as the features read it.
+    titles = {rec.title(i) for i in range(rec.data.n_items)}
+    for user, lst in zip(ids, lists, strict=True):
+        history = {rec.title(int(i)) for i in rec.data.history(int(rec.data.users.index([user])[0]))}
+        for reason in (text for r in lst for text in r.reasons):
+            for prefix in ("similar to ", "often bought after "):
+                if reason.startswith(prefix):
+                    named = reason[len(prefix) :].removesuffix(" you viewed")
+                    assert named in titles and named in history, reason
 
 
 def test_artifact_from_before_count_features_reads_raw_counts_and_no_cold_sources(trained, tmp_path):
@@ -290,8 +302,8 @@ def test_artifact_from_before_count_features_reads_raw_counts_and_no_cold_source
     assert manifest["config"].pop("count_features") == "per_10k"
     # from before cold_candidates too: its candidates came from ``candidates`` alone
     assert manifest["config"].pop("cold_candidates") == {"popularity": 20}
-    # and before history_features (this ranker learned them; an old one never saw them)
-    assert manifest["config"].pop("history_features") is True
+    # and before history_features (an old ranker never saw them)
+    assert manifest["config"].pop("history_features") is False
     (folder / "manifest.json").write_text(json.dumps(manifest))
     loaded = load_recommender(folder)
     assert loaded.config.count_features == "raw" and loaded.side.count_scale == 1.0
@@ -379,3 +391,24 @@ def test_compiled_ranker_gives_lightgbms_scores_and_lists(trained, tmp_path, mon
     # Without lleaves the ranker keeps predicting with LightGBM.
     monkeypatch.setitem(sys.modules, "lleaves", None)
     assert not ranker.compile(tmp_path / "other") and ranker.compiled is None
+
+
+def test_seqlinear_gets_the_item_embeddings_of_the_scorer_it_names(loo_test, config):
+    """A scorer that needs another's item embeddings (seqlinear's neighbour prior) is fitted after
+    it, whatever the order of the config; the scorers keep the config's order (the features')."""
+    from recsys.scorers.seqlinear import neighbour_similarity, text_similarity
+
+    _, data = loo_test
+    seq = {"model": "seqlinear", "neighbour_prior": 1.0, "prior_from": "text", "neighbours": 5}
+    primed = dataclasses.replace(config, scorers={"seqlinear": seq, **config.scorers})
+    scorers = fit_scorers(primed, data)
+    assert list(scorers) == list(primed.scorers)
+    by_hand = build_scorer("seqlinear", {k: v for k, v in seq.items() if k != "model"}).fit(
+        data, item_embeddings=scorers["text"].item_embeddings
+    )
+    np.testing.assert_array_equal(scorers["seqlinear"].weights, by_hand.weights)
+    assert neighbour_similarity(scorers["text"].item_embeddings, 5).any() and text_similarity(data).any()
+    for source in ("als", "nowhere"):
+        with pytest.raises(ConfigError, match=f"prior_from='{source}' must name a text or encoder"):
+            bad = {**seq, "prior_from": source}
+            dataclasses.replace(config, scorers={**config.scorers, "seqlinear": bad})

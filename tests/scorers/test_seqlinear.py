@@ -7,7 +7,12 @@ import pytest
 
 from recsys.errors import ConfigError
 from recsys.scorers import build_scorer
-from recsys.scorers.seqlinear import SeqLinearConfig, profiles_and_targets, text_similarity
+from recsys.scorers.seqlinear import (
+    SeqLinearConfig,
+    neighbour_similarity,
+    profiles_and_targets,
+    text_similarity,
+)
 from tests.conftest import hand_data
 
 
@@ -108,6 +113,44 @@ def test_text_prior_scores_items_without_interactions_by_their_words():
     assert primed.score_histories(h)[0, 3] > 0.1 > abs(primed.score_histories(h)[0, 4])
 
 
+def test_neighbour_similarity_by_hand():
+    emb = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])
+    w = neighbour_similarity(emb, 2)
+    # Cosines: 0-1 0.8, 0-2 0, 0-3 -1, 1-2 0.6, 1-3 -0.8, 2-3 0.
+    expected = np.array(
+        [
+            [0.0, 0.8, 0.0, 0.0],  # nearest: 1 (0.8), then 2 (0.0)
+            [0.8, 0.0, 0.6, 0.0],
+            [0.0, 0.6, 0.0, 0.0],  # 1 (0.6), then 0 or 3 (0.0 both)
+            [0.0, 0.0, 0.0, 0.0],  # every cosine of item 3 is at most 0
+        ]
+    )
+    np.testing.assert_allclose(w, expected, atol=1e-12)
+    assert np.count_nonzero(neighbour_similarity(emb, 1)) == 3  # one per item with a positive one
+
+
+def test_neighbour_prior_adds_the_embeddings_nearest_items_to_the_text_prior(monkeypatch):
+    rng = np.random.default_rng(5)
+    words = ["red", "blue", "filament", "glove", "caliper", "drill", "bit", "box"]
+    titles = [" ".join(rng.choice(words, size=3, replace=False)) for _ in range(12)]
+    data = hand_data(
+        [list(rng.choice(12, size=rng.integers(2, 6), replace=False)) for _ in range(40)], 12, titles=titles
+    )
+    emb = rng.standard_normal((12, 4))
+    opts = {"l2": 3.0, "text_prior": 0.5, "neighbour_prior": 2.0, "neighbours": 3}
+    with pytest.raises(ConfigError, match="item embeddings of the scorer 'encoder'"):
+        build_scorer("seqlinear", opts).fit(data)
+    primed = build_scorer("seqlinear", opts).fit(data, item_embeddings=emb).weights
+    words_only = build_scorer("seqlinear", {**opts, "neighbour_prior": 0.0}).fit(data).weights
+    assert not np.allclose(primed, words_only)
+    # The same as the words' prior with the neighbours added to it by hand.
+    prior = text_similarity(data) + 2.0 * neighbour_similarity(emb, 3)
+    monkeypatch.setattr("recsys.scorers.seqlinear.text_similarity", lambda _: prior.copy())
+    np.testing.assert_allclose(
+        build_scorer("seqlinear", {**opts, "neighbour_prior": 0.0}).fit(data).weights, primed, atol=1e-6
+    )
+
+
 def test_history_scores_use_only_the_newest_items():
     rng = np.random.default_rng(3)
     data = hand_data([list(rng.choice(15, size=rng.integers(2, 9), replace=False)) for _ in range(80)], 15)
@@ -146,6 +189,9 @@ def test_skip_last_scores_the_history_before_its_newest_items():
         ({"alpha": -0.1}, "alpha"),
         ({"text_prior": -0.01}, "text_prior"),
         ({"skip_last": -1}, "skip_last"),
+        ({"neighbour_prior": -1.0}, "neighbour_prior"),
+        ({"neighbours": 0}, "neighbours"),
+        ({"neighbour_prior": 1.0, "text_prior": 0.0}, "part of the text prior"),
     ],
 )
 def test_bad_config_refused(options, match):
