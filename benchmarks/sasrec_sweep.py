@@ -8,6 +8,14 @@
 Each argument is a JSON object of the model's config options (`--model`, a registry name; default
 sasrec); each is fitted on the split's training data and ranked over the whole catalogue (full
 ranking, history excluded). Prints one line per setting and writes benchmarks/results/sasrec_sweep.json.
+
+`--embeddings CHECKPOINT`: a fine-tuned encoder (a folder `recsys train` left, e.g.
+`artifacts/scientific.work/labels/encoder_fold0` for the validation split) whose item embeddings
+every fit receives, for seqlinear's `neighbour_prior`:
+
+    .venv/bin/python benchmarks/sasrec_sweep.py --model seqlinear \
+        --embeddings artifacts/scientific.work/labels/encoder_fold0 \
+        '{}' '{"neighbour_prior": 1.0, "text_prior": 0.015}'
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from recsys.data.split import make_split
 from recsys.evaluation import evaluate
 from recsys.evaluation.report import write_json
 from recsys.scorers import SCORERS, build_scorer
+from recsys.scorers.text import EncoderScorer
 
 
 def main() -> int:
@@ -36,16 +45,25 @@ def main() -> int:
     ap.add_argument("--model", choices=sorted(SCORERS), default="sasrec", help="the scorer (default sasrec)")
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data/amazon-scientific"))
     ap.add_argument("--split", choices=["valid", "test"], default="valid")
+    ap.add_argument(
+        "--embeddings",
+        type=Path,
+        help="an encoder checkpoint whose item embeddings each fit gets (seqlinear's neighbour_prior)",
+    )
     ap.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "sasrec_sweep.json")
     args = ap.parse_args()
     dataset = load_amazon_scientific(args.data_dir)
     split = make_split(dataset, args.split)
     data = TrainData.from_split(dataset, split)
+    fit_options = {}
+    if args.embeddings:
+        encoder = EncoderScorer(checkpoint=str(args.embeddings), item_bias=False).fit(data)
+        fit_options["item_embeddings"] = encoder.item_embeddings
     rows = []
     for text in args.settings:
         options = json.loads(text)
         t0 = time.perf_counter()
-        scorer = build_scorer(args.model, options).fit(data)
+        scorer = build_scorer(args.model, options).fit(data, **fit_options)
         seconds = time.perf_counter() - t0
         metrics = evaluate(scorer, data, split, ks=(10, 50), coverage_k=()).metrics
         row = {
@@ -64,7 +82,14 @@ def main() -> int:
     )
     write_json(
         args.output,
-        {"command": command, "machine": machine(), "model": args.model, "split": args.split, "runs": rows},
+        {
+            "command": command,
+            "machine": machine(),
+            "model": args.model,
+            "split": args.split,
+            "embeddings": str(args.embeddings) if args.embeddings else None,
+            "runs": rows,
+        },
     )
     print(f"wrote {args.output}")
     return 0
