@@ -117,6 +117,8 @@ class RankerConfig:
     # fifth of the users), or "pooled", one round for all of them, the best of their curves
     # averaged per query (every labelled user, as LightGBM's own cv chooses): less noise in the
     # choice, and the out-of-fold figure no longer scores a part with the round it chose itself.
+    # Level on Amazon Scientific (over run 38's checkpoints one event earlier: that event +0.0001,
+    # 95% interval −0.0005 to +0.0007; benchmarks/RESULTS.md, issue 4): "each" stays.
     cv_rounds: str = "each"
     # LightGBM's regularisers of the trees' shape, all off by default; over run 22's checkpoints
     # (benchmarks/RESULTS.md), fold 0 out of fold / test NDCG@10 against the defaults:
