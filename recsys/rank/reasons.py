@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from recsys.rank.features import N_RECENT
+
 if TYPE_CHECKING:
     from recsys.recommender import Recommender
 
@@ -109,8 +111,9 @@ def explain(
     names, sums = family_lift(rec, picked, candidates, features_x)
     side = rec.side
     out: list[list[str]] = []
-    # The items a sentence may name: the last five, or the whole history where the ranker reads it.
-    keep = None if rec.config.history_features else -5
+    # The items a sentence may name: the recent ones the features compare, or the whole history
+    # where the ranker reads it.
+    keep = None if rec.config.history_features else -N_RECENT
     for p, (row, item) in enumerate(zip(picked["row"].to_list(), picked["item"].to_list(), strict=True)):
         recent = histories[row][keep:][::-1]
         reasons: list[str] = []
