@@ -35,6 +35,8 @@ from recsys.rank.reasons import explain
 from recsys.rank.rules import Filters, apply_rules
 from recsys.scorers import build_scorer
 from recsys.scorers.base import Scorer
+from recsys.scorers.seqlinear import SeqLinearScorer
+from recsys.scorers.text import TextScorer
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +186,13 @@ def fit_scorers(config: RecommenderConfig, data: TrainData, progress: bool = Fal
         if source is None:
             scorers[name] = scorer.fit(data)
         else:
-            scorers[name] = scorer.fit(data, item_embeddings=scorers[source].item_embeddings)  # type: ignore[call-arg, attr-defined]
+            # RecommenderConfig checked that only seqlinear asks, and for a text scorer's vectors.
+            text = scorers[source]
+            if not isinstance(scorer, SeqLinearScorer) or not isinstance(text, TextScorer):
+                raise ConfigError(
+                    f"scorer {name!r}: prior_from={source!r} must name a text or encoder scorer"
+                )
+            scorers[name] = scorer.fit(data, item_embeddings=text.item_embeddings)
         log.info("fitted %s in %.1fs", name, time.perf_counter() - t0)
     return {name: scorers[name] for name in config.scorers}
 

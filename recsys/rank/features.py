@@ -54,6 +54,7 @@ items): out-of-fold NDCG@10 of every user's validation event −0.0005 (95% inte
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -434,19 +435,27 @@ def derived_features(scorers: tuple[str, ...], depth: tuple[tuple[str, int], ...
     )
 
 
+def _similarity_blocks(
+    vectors: np.ndarray, rows: np.ndarray, items: np.ndarray, item_list: Callable[[int], np.ndarray]
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per row of ``rows`` (pairs grouped by user) whose list ``item_list(row)`` holds an item with a
+    vector: the positions of the row's pairs, the places in the list of those items, their vectors
+    (L, d), and the pairs' items against them, one product (pairs of this row, L)."""
+    for idx in row_groups(rows):
+        listed = item_list(int(rows[idx[0]]))
+        keep = np.flatnonzero((listed >= 0) & (listed < len(vectors)))  # -1: none; an item added later
+        if len(keep):
+            past = vectors[listed[keep]]
+            yield idx, keep, past, vectors[items[idx]] @ past.T
+
+
 def _recent_similarities(
     emb: np.ndarray, rows: np.ndarray, items: np.ndarray, recent: np.ndarray
 ) -> np.ndarray:
     """(P, N_RECENT) cosine of each pair's item to its user's recent items (NaN where none)."""
     sims = np.full((len(rows), recent.shape[1]), np.nan, dtype=np.float32)
-    if not len(rows):
-        return sims
-    for idx in row_groups(rows):
-        prev = recent[rows[idx[0]]]
-        ok = prev >= 0
-        if ok.any():
-            block = emb[items[idx]] @ emb[prev[ok]].T  # (pairs of this user, its recent items)
-            sims[idx[:, None], np.flatnonzero(ok)[None, :]] = block
+    for idx, keep, _, block in _similarity_blocks(emb, rows, items, lambda r: recent[r]):
+        sims[idx[:, None], keep[None, :]] = block
     return sims
 
 
@@ -468,17 +477,12 @@ def _history_features(
         nearest = np.full(len(rows), np.nan, dtype=np.float32)
         centroid = np.full(len(rows), np.nan, dtype=np.float32)
         if vectors is not None and len(rows) and len(hist_rows):
-            for idx in row_groups(rows):
-                r = rows[idx[0]]
-                hist = hist_items[bounds[r] : bounds[r + 1]]
-                hist = hist[hist < len(vectors)]  # an item added after training has no vector
-                if not len(hist):
-                    continue
-                cand = vectors[np.minimum(items[idx], len(vectors) - 1)]
-                past = vectors[hist]
-                nearest[idx] = (cand @ past.T).max(axis=1)  # (pairs of this row, its history items)
-                mean = past.mean(axis=0)
-                centroid[idx] = cand @ (mean / max(float(np.linalg.norm(mean)), 1e-12))
+            known = np.minimum(items, len(vectors) - 1)  # those past the vectors are NaN below
+            blocks = _similarity_blocks(vectors, rows, known, lambda r: hist_items[bounds[r] : bounds[r + 1]])
+            for idx, _, past, block in blocks:  # block: (pairs of this row, its history items)
+                nearest[idx] = block.max(axis=1)
+                # The cosine to the history's mean vector: the mean of the products over its norm.
+                centroid[idx] = block.mean(axis=1) / max(float(np.linalg.norm(past.mean(axis=0))), 1e-12)
             unknown = items >= len(vectors)
             nearest[unknown] = np.nan
             centroid[unknown] = np.nan
