@@ -263,6 +263,23 @@ class EncoderTrainer:
         out[order] = stacked
         return out
 
+    def _base_item_embeddings(self) -> torch.Tensor:
+        """Every item's normalised pooled state under the base model, before the projection:
+        (n_items, d). Stage 1 runs before the transformer trains (and LoRA's adapters start as a
+        no-op), so these are the zero-shot embeddings of the item texts, which the disk cache that the
+        text scorers share already holds (``recsys.text.cache``; equal to ``_pooled_all`` but for
+        the order of float sums: ``tests/text/test_train.py``)."""
+        from recsys.text.cache import cached_embeddings
+        from recsys.text.encoder import EncoderConfig, TextEncoder
+
+        base = TextEncoder(
+            EncoderConfig(
+                model_path=str(self.config.model_config().base_path), max_length=self.config.max_length
+            )
+        )
+        embeddings, _ = cached_embeddings(base, self.data.item_text)
+        return torch.from_numpy(np.array(embeddings, dtype=np.float32)).to(self.device)  # a writable copy
+
     def _pooled_all(self, batch: int = 128) -> torch.Tensor:
         """Every item's pooled state before the projection (eval mode, no gradient): (n_items, d)."""
         self.model.eval()
@@ -286,7 +303,7 @@ class EncoderTrainer:
 
         cfg = self.config
         t0 = time.perf_counter()
-        pooled = self._pooled_all()
+        pooled = self._base_item_embeddings()
         n = cfg.n_recent
         contexts = np.full((len(self.pairs), n), 0, dtype=np.int64)
         weights = np.zeros((len(self.pairs), n), dtype=np.float32)
@@ -449,6 +466,11 @@ class EncoderTrainer:
         shutil.rmtree(tmp, ignore_errors=True)
         towers = self.model.export(tmp, self.tokenizer)
         meta = {**self._meta(metrics), "towers": towers}
+        if self.step == 0:
+            # No transformer step yet: the towers hold the base model's weights (a projection after
+            # them), so a scorer may project the base model's cached item embeddings instead of
+            # encoding the catalogue again (``recsys.scorers.text``).
+            meta["transformer"] = "base"
         bias = self.score_bias()
         if bias is not None:
             seen = self.data.item_counts > 0

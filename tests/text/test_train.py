@@ -8,7 +8,8 @@ import torch
 
 from recsys.data import synthetic_dataset
 from recsys.errors import ArtifactError, ConfigError
-from recsys.scorers.text import TextScorer, resolve_checkpoint
+from recsys.scorers.text import TextScorer, _unchanged_base, resolve_checkpoint
+from recsys.text.encoder import EncoderConfig, TextEncoder
 from recsys.text.train import EncoderTrainConfig, EncoderTrainer, train_encoder
 
 pytestmark = pytest.mark.slow
@@ -210,3 +211,38 @@ def test_without_a_holdout_it_learns_every_event_and_keeps_the_last_model(shop, 
     live = trainer.encode_all_items()
     scorer = TextScorer(checkpoint=str(tmp_path / "all"), cache_dir=str(tmp_path / "cache")).fit(trainer.data)
     np.testing.assert_allclose(scorer.item_embeddings, live, atol=1e-5)
+
+
+def test_a_projection_alone_is_scored_from_the_base_models_cached_embeddings(shop, tmp_path):
+    cfg = EncoderTrainConfig(**SMALL, holdout=False, epochs=0.0, head_epochs=2)
+    trainer = EncoderTrainer(shop, cfg, tmp_path / "run")
+    # Stage 1 reads the base model's embeddings from the disk cache: the trainer's own pooling.
+    np.testing.assert_allclose(
+        trainer._base_item_embeddings().numpy(), trainer._pooled_all().numpy(), atol=1e-5
+    )
+    trainer.run(progress=False)
+    folder, meta = resolve_checkpoint(tmp_path / "run")
+    assert meta["transformer"] == "base"  # no transformer step: the towers hold the base weights
+    scorer = TextScorer(checkpoint=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"))
+    assert scorer.config.base_model_path is not None
+    scorer.fit(trainer.data)
+    assert scorer.embedding_info["projected"] == "projection.npy"
+    # Equal to encoding every item through the checkpoint's own tower and projection.
+    through_tower = TextEncoder(EncoderConfig(model_path=str(folder / "item_tower"), max_length=24))
+    np.testing.assert_allclose(
+        scorer.item_embeddings, through_tower.encode(trainer.data.item_text), atol=1e-5
+    )
+    np.testing.assert_allclose(scorer.item_embeddings, trainer.encode_all_items(), atol=1e-5)
+
+
+def test_a_trained_or_foreign_transformer_is_encoded_through_the_checkpoint(shop, tmp_path):
+    cfg = EncoderTrainConfig(**SMALL, max_steps=2, eval_every=100, eval_at_start=False, head_epochs=1)
+    EncoderTrainer(shop, cfg, tmp_path / "run").run(progress=False)
+    folder, meta = resolve_checkpoint(tmp_path / "run")
+    assert meta["step"] == 2 and "transformer" not in meta
+    assert TextScorer(checkpoint=str(tmp_path / "run")).config.base_model_path is None
+    # Marked as the base model's, but its weights' digest is not the installed base model's.
+    tower = folder / "item_tower"
+    assert _unchanged_base({**meta, "transformer": "base"}, tower) is not None
+    assert _unchanged_base({**meta, "transformer": "base", "base_model": {"weights": "other"}}, tower) is None
+    assert _unchanged_base({**meta, "transformer": "base"}, tmp_path) is None  # no projection there
