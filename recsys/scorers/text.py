@@ -32,7 +32,7 @@ from recsys.config import make_config
 from recsys.data.train_data import TrainData
 from recsys.errors import ArtifactError, ConfigError
 from recsys.scorers.base import Scorer, WideTable, grow_rows, history_weights
-from recsys.text.cache import cached_embeddings
+from recsys.text.cache import base_embeddings, cached_embeddings
 from recsys.text.encoder import PROJECTION, EncoderConfig, TextEncoder, default_model_path, weights_digest
 from recsys.text.pairs import user_text
 
@@ -58,10 +58,6 @@ class TextScorerConfig:
     item_bias_path: str | None = None  # set from the checkpoint
     new_item_bias: float = 0.0  # set from the checkpoint: the prior of an item it never saw
     cache_dir: str | None = None  # None: $RECSYS_CACHE_DIR or ~/.cache/recsys
-    # Set from a checkpoint whose transformer never trained (the projection alone, as ``recsys
-    # train`` fits it on a CPU): the base model's folder, whose cached item embeddings the
-    # checkpoint's projection then maps, instead of encoding the catalogue through the checkpoint.
-    base_model_path: str | None = None
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -120,7 +116,6 @@ def config_from_checkpoint(config: TextScorerConfig) -> TextScorerConfig:
         raise ArtifactError(f"checkpoint {folder} is incomplete (missing {bias['file']})")
     return dataclasses.replace(
         config,
-        base_model_path=_unchanged_base(meta, folder / towers["item"]),
         item_bias_path=str(folder / bias["file"]) if bias else None,
         new_item_bias=float(bias["new_item"]) if bias else 0.0,
         model_path=str(folder / towers["item"]),
@@ -160,8 +155,8 @@ class TextScorer(Scorer):
                     f"item_embeddings has {item_embeddings.shape[0]} rows for {data.n_items} items"
                 )
             self.item_embeddings, self.embedding_info = item_embeddings, {"cache": "given"}
-        elif self.config.base_model_path is not None:
-            self.item_embeddings, self.embedding_info = self._projected_base(data)
+        elif (base := self._unchanged_base()) is not None:
+            self.item_embeddings, self.embedding_info = self._projected_base(data, base)
         else:
             self.item_embeddings, self.embedding_info = cached_embeddings(
                 self.encoder, data.item_text, self.config.cache_dir, progress=self.config.progress
@@ -170,15 +165,29 @@ class TextScorer(Scorer):
         self.item_bias = self._load_bias(data) if self.config.item_bias_path else None
         return self
 
-    def _projected_base(self, data: TrainData) -> tuple[np.ndarray, dict[str, Any]]:
+    def _unchanged_base(self) -> str | None:
+        """The base model's folder when the checkpoint's transformer never trained (the projection
+        alone, as ``recsys train`` fits it on a CPU); else None. Resolved when fitting, not when
+        constructing: a scorer loaded from an artifact (``set_state``) never needs it, and checking
+        means hashing the base model's weights."""
+        if self.config.checkpoint is None or self.config.model_path is None:
+            return None
+        _, meta = resolve_checkpoint(self.config.checkpoint)
+        return _unchanged_base(meta, Path(self.config.model_path))
+
+    def _projected_base(self, data: TrainData, base: str) -> tuple[np.ndarray, dict[str, Any]]:
         """The base model's cached item embeddings through the checkpoint's projection, normalised:
         what the checkpoint's tower computes (mean pooling, projection, normalisation; the
         projection has no bias, so the base vectors' own normalisation does not change the
         result), without running the transformer for every item again."""
         cfg = self.config
-        base = TextEncoder(dataclasses.replace(cfg.encoder_config(), model_path=cfg.base_model_path))
-        pooled, info = cached_embeddings(base, data.item_text, cfg.cache_dir, progress=cfg.progress)
-        assert cfg.model_path is not None  # set with base_model_path by config_from_checkpoint
+        pooled, info = base_embeddings(
+            dataclasses.replace(cfg.encoder_config(), model_path=base),
+            data.item_text,
+            cfg.cache_dir,
+            progress=cfg.progress,
+        )
+        assert cfg.model_path is not None  # the checkpoint's item tower (config_from_checkpoint)
         projection = np.load(Path(cfg.model_path) / PROJECTION).astype(np.float32)  # (d_out, d_in)
         projected = np.asarray(pooled, dtype=np.float32) @ projection.T  # (n_items, d_out)
         projected /= np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)

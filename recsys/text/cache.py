@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from recsys.errors import ArtifactError
-from recsys.text.encoder import TextEncoder
+from recsys.text.encoder import EncoderConfig, TextEncoder
 from recsys.text.store import open_store, save_store
 
 
@@ -53,3 +53,12 @@ def cached_embeddings(
     array = encoder.encode(texts, progress=progress, desc="encoding items")
     save_store(entry, array, {**meta, "identity": encoder.identity()})
     return array, {**meta, "cache": "miss", "key": key}
+
+
+def base_embeddings(
+    config: EncoderConfig, texts: list[str], cache_dir: str | Path | None = None, *, progress: bool = False
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """``cached_embeddings`` of ``texts`` under the model ``config`` names, as it is: a fine-tuned
+    encoder's starting point, whose item embeddings the text scorers have usually stored already
+    (the trainer's stage 1, and a scorer of a checkpoint whose transformer never trained)."""
+    return cached_embeddings(TextEncoder(config), texts, cache_dir, progress=progress)

@@ -269,15 +269,13 @@ class EncoderTrainer:
         no-op), so these are the zero-shot embeddings of the item texts, which the disk cache that the
         text scorers share already holds (``recsys.text.cache``; equal to ``_pooled_all`` but for
         the order of float sums: ``tests/text/test_train.py``)."""
-        from recsys.text.cache import cached_embeddings
-        from recsys.text.encoder import EncoderConfig, TextEncoder
+        from recsys.text.cache import base_embeddings
+        from recsys.text.encoder import EncoderConfig
 
-        base = TextEncoder(
-            EncoderConfig(
-                model_path=str(self.config.model_config().base_path), max_length=self.config.max_length
-            )
+        config = EncoderConfig(
+            model_path=str(self.config.model_config().base_path), max_length=self.config.max_length
         )
-        embeddings, _ = cached_embeddings(base, self.data.item_text)
+        embeddings, _ = base_embeddings(config, self.data.item_text)
         return torch.from_numpy(np.array(embeddings, dtype=np.float32)).to(self.device)  # a writable copy
 
     def _pooled_all(self, batch: int = 128) -> torch.Tensor:

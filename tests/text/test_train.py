@@ -224,7 +224,6 @@ def test_a_projection_alone_is_scored_from_the_base_models_cached_embeddings(sho
     folder, meta = resolve_checkpoint(tmp_path / "run")
     assert meta["transformer"] == "base"  # no transformer step: the towers hold the base weights
     scorer = TextScorer(checkpoint=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"))
-    assert scorer.config.base_model_path is not None
     scorer.fit(trainer.data)
     assert scorer.embedding_info["projected"] == "projection.npy"
     # Equal to encoding every item through the checkpoint's own tower and projection.
@@ -237,10 +236,12 @@ def test_a_projection_alone_is_scored_from_the_base_models_cached_embeddings(sho
 
 def test_a_trained_or_foreign_transformer_is_encoded_through_the_checkpoint(shop, tmp_path):
     cfg = EncoderTrainConfig(**SMALL, max_steps=2, eval_every=100, eval_at_start=False, head_epochs=1)
-    EncoderTrainer(shop, cfg, tmp_path / "run").run(progress=False)
+    trainer = EncoderTrainer(shop, cfg, tmp_path / "run")
+    trainer.run(progress=False)
     folder, meta = resolve_checkpoint(tmp_path / "run")
     assert meta["step"] == 2 and "transformer" not in meta
-    assert TextScorer(checkpoint=str(tmp_path / "run")).config.base_model_path is None
+    scorer = TextScorer(checkpoint=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"))
+    assert "projected" not in scorer.fit(trainer.data).embedding_info
     # Marked as the base model's, but its weights' digest is not the installed base model's.
     tower = folder / "item_tower"
     assert _unchanged_base({**meta, "transformer": "base"}, tower) is not None
