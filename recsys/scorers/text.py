@@ -182,12 +182,14 @@ class TextScorer(Scorer):
         result), without running the transformer for every item again."""
         cfg = self.config
         pooled, info = base_embeddings(
-            dataclasses.replace(cfg.encoder_config(), model_path=base),
+            base,
             data.item_text,
-            cfg.cache_dir,
+            max_length=cfg.max_length,
+            precision=cfg.precision,
+            cache_dir=cfg.cache_dir,
             progress=cfg.progress,
         )
-        assert cfg.model_path is not None  # the checkpoint's item tower (config_from_checkpoint)
+        assert cfg.model_path is not None  # narrowed by _unchanged_base, which found the tower there
         projection = np.load(Path(cfg.model_path) / PROJECTION).astype(np.float32)  # (d_out, d_in)
         projected = np.asarray(pooled, dtype=np.float32) @ projection.T  # (n_items, d_out)
         projected /= np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)

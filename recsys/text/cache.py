@@ -56,9 +56,17 @@ def cached_embeddings(
 
 
 def base_embeddings(
-    config: EncoderConfig, texts: list[str], cache_dir: str | Path | None = None, *, progress: bool = False
+    base: str | Path,
+    texts: list[str],
+    *,
+    max_length: int,
+    precision: str = "fp32",
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """``cached_embeddings`` of ``texts`` under the model ``config`` names, as it is: a fine-tuned
-    encoder's starting point, whose item embeddings the text scorers have usually stored already
-    (the trainer's stage 1, and a scorer of a checkpoint whose transformer never trained)."""
+    """``cached_embeddings`` of ``texts`` under the model folder ``base`` as it is (mean pooling,
+    normalised): a fine-tuned encoder's starting point. The trainer's stage 1 and a scorer of a
+    checkpoint whose transformer never trained both read it here, so at the same ``max_length`` and
+    ``precision`` they share one cache entry, which the text scorers have usually stored already."""
+    config = EncoderConfig(model_path=str(base), max_length=max_length, precision=precision)
     return cached_embeddings(TextEncoder(config), texts, cache_dir, progress=progress)

@@ -270,12 +270,10 @@ class EncoderTrainer:
         text scorers share already holds (``recsys.text.cache``; equal to ``_pooled_all`` but for
         the order of float sums: ``tests/text/test_train.py``)."""
         from recsys.text.cache import base_embeddings
-        from recsys.text.encoder import EncoderConfig
 
-        config = EncoderConfig(
-            model_path=str(self.config.model_config().base_path), max_length=self.config.max_length
+        embeddings, _ = base_embeddings(
+            self.config.model_config().base_path, self.data.item_text, max_length=self.config.max_length
         )
-        embeddings, _ = base_embeddings(config, self.data.item_text)
         return torch.from_numpy(np.array(embeddings, dtype=np.float32)).to(self.device)  # a writable copy
 
     def _pooled_all(self, batch: int = 128) -> torch.Tensor:
