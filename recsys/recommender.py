@@ -427,12 +427,28 @@ class Recommender:
         return self._titles[item]
 
 
+TITLE_CHARS = 80  # the longest item title a reason quotes
+
+
+def short_title(text: str, limit: int = TITLE_CHARS) -> str:
+    """``text`` as a reason quotes it: whole when it fits in ``limit`` characters, else cut at the
+    last word boundary before it (unless that drops more than half) and ended with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-&/(") + "…"
+
+
 def _titles(items: pl.DataFrame) -> list[str]:
     for column in ("title", "text"):
         if column in items.columns:
             values = items[column].fill_null("").to_list()
             ids = items["item_id"].to_list()
-            return [(v or i)[:80] for v, i in zip(values, ids, strict=True)]
+            return [short_title(v) if v.strip() else str(i) for v, i in zip(values, ids, strict=True)]
     return [str(i) for i in items["item_id"].to_list()]
 
 
