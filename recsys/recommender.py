@@ -31,7 +31,7 @@ from recsys.errors import ConfigError
 from recsys.rank.candidates import ScoredChunk, full_ranks, merge_candidates, score_chunk
 from recsys.rank.features import COUNT_FEATURES, ItemSide, build_features
 from recsys.rank.ranker import Ranker, RankerConfig
-from recsys.rank.reasons import explain
+from recsys.rank.reasons import explain, short_title
 from recsys.rank.rules import Filters, apply_rules
 from recsys.scorers import build_scorer
 from recsys.scorers.base import Scorer
@@ -425,22 +425,6 @@ class Recommender:
 
     def title(self, item: int) -> str:
         return self._titles[item]
-
-
-TITLE_CHARS = 80  # the longest item title a reason quotes
-
-
-def short_title(text: str, limit: int = TITLE_CHARS) -> str:
-    """``text`` as a reason quotes it: whole when it fits in ``limit`` characters, else cut at the
-    last word boundary before it (unless that drops more than half) and ended with an ellipsis."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:-&/(") + "…"
 
 
 def _titles(items: pl.DataFrame) -> list[str]:

@@ -37,6 +37,20 @@ MODEL_FAMILY = {
     "covisit": "after",
     "popularity": "popular",
 }
+TITLE_CHARS = 80  # the longest item title a reason quotes
+
+
+def short_title(text: str, limit: int = TITLE_CHARS) -> str:
+    """``text`` as a reason quotes it: whole when it fits in ``limit`` characters, else cut at the
+    last word boundary before it (unless that drops more than half) and ended with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-&/(") + "…"
 
 
 def family(feature: str, scorer_models: dict[str, str]) -> str:

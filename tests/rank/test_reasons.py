@@ -1,8 +1,8 @@
 """Which reason family each feature speaks for."""
 
 from recsys.rank.features import HISTORY_FEATURES
-from recsys.rank.reasons import family
-from recsys.recommender import RecommenderConfig, short_title
+from recsys.rank.reasons import family, short_title
+from recsys.recommender import RecommenderConfig
 
 
 def test_each_feature_falls_in_the_family_its_sentence_describes():
